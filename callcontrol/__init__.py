@@ -1,0 +1,1 @@
+"""AdvancePay call control: FastAGI/AMI edge, call sessions, CLI."""

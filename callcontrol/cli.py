@@ -1,0 +1,55 @@
+"""`callcontrol` console command. Each package registers its own subcommands.
+
+Handlers take (args, settings) and return a process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from callcontrol.config import load_settings
+from callcontrol.logs import configure_logging
+
+# Modules exposing register(subparsers); a module that is not there yet is skipped.
+COMMAND_MODULES = (
+    "ledger.cli",
+    "rating.cli",
+    "callcontrol.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callcontrol", description="AdvancePay call control")
+    parser.add_argument("--config", help="TOML settings file (else CALLCONTROL_CONFIG / environment)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings(path=args.config)
+    except (OSError, ValueError) as exc:
+        print(f"callcontrol: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    return int(args.func(args, settings) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

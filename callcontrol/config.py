@@ -1,0 +1,75 @@
+"""Settings from environment variables and an optional TOML file.
+
+Precedence: environment (CALLCONTROL_*) over the file named by CALLCONTROL_CONFIG over defaults.
+Empty redis_url means "start an embedded redis-server"; empty database_url means SQLite under data_dir.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "CALLCONTROL_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = ""                      # empty: embedded redis-server under data_dir
+    database_url: str = ""                   # empty: sqlite file under data_dir
+    data_dir: Path = REPO_ROOT / "var"       # embedded Redis state (AOF), SQLite file, recordings
+    facility_dir: Path = REPO_ROOT / "facility_data"
+    agi_bind: str = "127.0.0.1:4573"
+    agi_allow: tuple[str, ...] = ("127.0.0.1", "::1")   # FastAGI has no auth: peer address allow-list
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_user: str = ""                       # empty: no AMI (watchdog hang-ups disabled)
+    ami_secret: str = field(default="", repr=False)
+    prompt_dir: str = str(REPO_ROOT / "ivr_prompts")    # path of ivr_prompts as Asterisk sees it
+    log_format: str = ""                     # json | console; empty: console on a tty, else json
+    log_level: str = "info"
+    ledger_partitions: int = 16              # journal partitions (one Redis Cluster slot each)
+    max_amount: int = 100_000                # ceiling per ledger operation, in cents
+    hold_lease_seconds: int = 3600           # a hold not resolved by then is voided by the reaper
+    dial_template: str = "Local/{number}@apc-outbound"  # what EXEC Dial calls; {number} is E.164 digits
+    ring_timeout: int = 30                   # seconds Dial lets the recipient ring
+    recording_dir: str = "/var/spool/asterisk/monitor/advancepay"  # MixMonitor target, as Asterisk sees it
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{Path(self.data_dir) / 'ledger.sqlite3'}"
+
+
+def _coerce(name: str, raw: object) -> object:
+    kind = Settings.__dataclass_fields__[name].type
+    if kind in ("int",):
+        return int(raw)  # type: ignore[arg-type]
+    if kind == "Path":
+        return Path(str(raw)).expanduser()
+    if kind.startswith("tuple"):
+        if isinstance(raw, list | tuple):
+            return tuple(str(x) for x in raw)
+        return tuple(x.strip() for x in str(raw).split(",") if x.strip())
+    return str(raw)
+
+
+def load_settings(env: dict[str, str] | None = None, path: str | Path | None = None) -> Settings:
+    """Build Settings; unknown keys in the file are an error so typos do not pass silently."""
+    env = dict(os.environ) if env is None else env
+    values: dict[str, object] = {}
+    path = path or env.get(PREFIX + "CONFIG")
+    names = {f.name for f in fields(Settings)}
+    if path:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s): {', '.join(sorted(unknown))}")
+        values.update({k: _coerce(k, v) for k, v in data.items()})
+    for name in names:
+        raw = env.get(PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _coerce(name, raw)
+    return replace(Settings(), **values)

