@@ -32,7 +32,7 @@ def _port_free(port: int) -> bool:
 
 def cluster_port() -> int:
     """A free port whose cluster bus port (+10000) is free too; Redis refuses ports above 55535."""
-    import random  # noqa: PLC0415
+    import random
 
     for _ in range(200):
         port = random.randint(20000, 45000)
@@ -101,7 +101,7 @@ class PostgresServer:
         raise TimeoutError("postgres did not become ready")
 
     def create_database(self, name: str) -> str:
-        import psycopg  # noqa: PLC0415
+        import psycopg
 
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
                              autocommit=True) as conn:

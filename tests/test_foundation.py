@@ -1,0 +1,114 @@
+"""Settings, log redaction and the embedded redis-server: the pieces every other part stands on."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import redis
+import structlog
+
+from callcontrol.config import Settings, load_settings
+from callcontrol.logs import configure_logging, luhn_ok, redact_text
+from callcontrol.redis_server import EmbeddedRedis
+
+VISA_TEST = "4111111111111111"  # Luhn-valid test card number
+
+
+def test_settings_precedence_env_over_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "cc.toml"
+    cfg.write_text('redis_url = "redis://file:6379/0"\nagi_allow = ["10.0.0.5"]\nring_timeout = 20\n')
+    s = load_settings({"CALLCONTROL_RING_TIMEOUT": "45"}, cfg)
+    assert s.redis_url == "redis://file:6379/0"
+    assert s.agi_allow == ("10.0.0.5",)
+    assert s.ring_timeout == 45
+
+
+def test_settings_unknown_key_is_an_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "cc.toml"
+    cfg.write_text('reddis_url = "x"\n')
+    with pytest.raises(ValueError, match="reddis_url"):
+        load_settings({}, cfg)
+
+
+def test_default_database_is_sqlite_under_data_dir(tmp_path: Path) -> None:
+    s = load_settings({"CALLCONTROL_DATA_DIR": str(tmp_path)})
+    assert s.sqlalchemy_url == f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    assert "secret" not in repr(Settings(ami_secret="hunter2")).replace("ami_secret", "")
+
+
+def test_luhn() -> None:
+    assert luhn_ok(VISA_TEST)
+    assert not luhn_ok("4111111111111112")
+
+
+@pytest.mark.parametrize(
+    ("text", "leaked"),
+    [
+        (f"card {VISA_TEST} declined", VISA_TEST),
+        ("card 4111 1111 1111 1111 declined", "4111 1111 1111 1111"),
+        ("pin=4455 accepted", "4455"),
+        ("cvv: 123", "123"),
+        ("secret=ctlsecret", "ctlsecret"),
+    ],
+)
+def test_redact_text_masks(text: str, leaked: str) -> None:
+    assert leaked not in redact_text(text)
+
+
+def test_redact_text_keeps_ordinary_numbers() -> None:
+    # a phone number and a Luhn-invalid long run are not card numbers
+    text = "dialled +13128681234 amount 1234567890123"
+    assert redact_text(text) == text
+
+
+def _capture(fmt: str) -> tuple[structlog.typing.FilteringBoundLogger, io.StringIO]:
+    out = io.StringIO()
+    configure_logging(fmt, "debug", stream=out)
+    return structlog.get_logger(), out
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_logs_never_show_secrets(fmt: str) -> None:
+    log, out = _capture(fmt)
+    log.info("deposit", card_number=VISA_TEST, cvv="987", pin="4455", note=f"paid with {VISA_TEST}",
+             nested={"secret": "ctlsecret", "ok": "visible"})
+    text = out.getvalue()
+    for leaked in (VISA_TEST, "987", "4455", "ctlsecret"):
+        assert leaked not in text
+    assert "visible" in text
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_tracebacks_are_redacted_and_have_no_locals(fmt: str) -> None:
+    log, out = _capture(fmt)
+    pin = "8642"  # a local variable that must not appear
+    try:
+        raise ValueError(f"payment failed for card {VISA_TEST} pin={pin}")
+    except ValueError:
+        log.exception("payment_error")
+    text = out.getvalue()
+    assert "payment_error" in text and "ValueError" in text
+    assert VISA_TEST not in text
+    assert "8642" not in text
+    if fmt == "json":
+        record = json.loads(text.strip().splitlines()[-1])
+        assert record["exception"]
+
+
+def test_embedded_redis_survives_kill_9_from_its_aof(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "r").start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        for _i in range(200):
+            client.incrby("counter", 1)
+        client.close()
+        server.kill()
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        assert int(client.get("counter")) == 200
+        client.close()
+    finally:
+        server.stop()
