@@ -1,0 +1,210 @@
+"""Durable per-call state in Redis, so that any controller instance can screen, meter or settle a call.
+
+One hash per call (`apc:call:<id>`) plus a sorted set of unsettled calls scored by their hold's lease
+expiry (`apc:calls:live`) for start-up recovery. First-writer-wins fields (accepted_at, ended_at) make
+the end of a call a single fact that every instance agrees on, so the settlement they compute from it is
+the same and its ledger op id replays instead of charging twice.
+
+Also the PIN failure counters: they live in Redis so that a lockout holds across calls and instances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import redis.asyncio as aioredis
+
+CALL_KEY = "apc:call:{}"
+LIVE_KEY = "apc:calls:live"
+PINFAIL_KEY = "apc:pinfail:{}:{}"
+STATE_TTL_SLACK = 7 * 24 * 3600      # keep a settled call's state a week for support and replays
+FIRST_WRITE = ("accepted_at", "ended_at", "end_reason")   # absent until set once (HSETNX)
+
+# Raise captured_k/captured only forward: two instances metering one call never move it back.
+_CAPTURE_LUA = """
+local k = tonumber(ARGV[1])
+local cur = tonumber(redis.call('HGET', KEYS[1], 'captured_k') or '0')
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if k > cur then
+  redis.call('HSET', KEYS[1], 'captured_k', ARGV[1], 'captured', ARGV[2])
+  return k
+end
+return cur
+"""
+
+_PINFAIL_LUA = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+@dataclass
+class CallState:
+    """The fields of one call; stored as strings in a Redis hash."""
+
+    call_id: str
+    facility_id: str = ""
+    station: str = ""
+    inmate: str = ""
+    lang: str = "en"
+    dialled: str = ""
+    e164: str = ""
+    call_class: str = ""
+    account: str = ""
+    hold_amount: int = 0
+    max_seconds: int = 0
+    warning_seconds: int = 0
+    increment: int = 60
+    capped_by: str = ""
+    quoted_at: float = 0.0
+    available: int = 0
+    privileged: bool = False
+    recorded: bool = False
+    name_file: str = ""
+    caller_channel: str = ""
+    instance: str = ""
+    created_at: float = 0.0
+    dial_at: float = 0.0
+    answered_at: float = 0.0
+    accepted_at: float = 0.0
+    screen_result: str = ""
+    captured_k: int = 0
+    captured: int = 0
+    ended_at: float = 0.0
+    end_reason: str = ""
+    funds_cut: bool = False
+    settled: bool = False
+    settled_total: int = 0
+    outcome: str = ""
+
+    def to_hash(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                out[f.name] = "1" if value else "0"
+            elif isinstance(value, float):
+                out[f.name] = repr(value)
+            else:
+                out[f.name] = str(value)
+        return out
+
+    @classmethod
+    def from_hash(cls, raw: dict[Any, Any]) -> CallState:
+        data = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                for k, v in raw.items()}
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            default = f.default
+            if isinstance(default, bool):
+                kwargs[f.name] = value == "1"
+            elif isinstance(default, int):
+                kwargs[f.name] = int(value or 0)
+            elif isinstance(default, float):
+                kwargs[f.name] = float(value or 0.0)
+            else:
+                kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+class CallStore:
+    """Async access to call state and PIN failure counters on one shared Redis client."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.r = client
+        self._capture = client.register_script(_CAPTURE_LUA)
+        self._pinfail = client.register_script(_PINFAIL_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, *, max_connections: int = 256) -> CallStore:
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5)
+        return cls(aioredis.Redis(connection_pool=pool))
+
+    async def close(self) -> None:
+        await self.r.aclose()
+
+    # -- calls ------------------------------------------------------------------------------------
+    async def create(self, state: CallState, lease_expires_at: float, ttl_seconds: int) -> None:
+        key = CALL_KEY.format(state.call_id)
+        async with self.r.pipeline(transaction=False) as pipe:
+            mapping = state.to_hash()
+            for name in FIRST_WRITE:
+                if not getattr(state, name):
+                    del mapping[name]
+            pipe.hset(key, mapping=mapping)
+            pipe.expire(key, ttl_seconds + STATE_TTL_SLACK)
+            pipe.zadd(LIVE_KEY, {state.call_id: lease_expires_at})
+            await pipe.execute()
+
+    async def get(self, call_id: str) -> CallState | None:
+        raw = await self.r.hgetall(CALL_KEY.format(call_id))
+        return CallState.from_hash(raw) if raw else None
+
+    async def update(self, call_id: str, **values: Any) -> None:
+        state = CallState(call_id=call_id, **values)
+        full = state.to_hash()
+        await self.r.hset(CALL_KEY.format(call_id), mapping={k: full[k] for k in values})
+
+    async def first_write(self, call_id: str, name: str, value: float | str) -> str:
+        """Set a field only if unset; return the value that stands (ours or an earlier writer's)."""
+        key = CALL_KEY.format(call_id)
+        text = repr(value) if isinstance(value, float) else str(value)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, name, text)
+            pipe.hget(key, name)
+            _, stood = await pipe.execute()
+        if stood is None:
+            return text
+        return stood.decode() if isinstance(stood, bytes) else stood
+
+    async def accept(self, call_id: str, at: float) -> float:
+        """Record the recipient's acceptance once; returns the acceptance time that stands."""
+        key = CALL_KEY.format(call_id)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "accepted_at", repr(at))
+            pipe.hset(key, "screen_result", "accepted")
+            pipe.hget(key, "accepted_at")
+            _, _, stood = await pipe.execute()
+        return float(stood)
+
+    async def finish(self, call_id: str, ended_at: float, reason: str) -> float:
+        """Fix the call's end once (first writer wins); returns the end time that stands."""
+        key = CALL_KEY.format(call_id)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "ended_at", repr(ended_at))
+            pipe.hsetnx(key, "end_reason", reason)
+            pipe.hget(key, "ended_at")
+            _, _, stood = await pipe.execute()
+        value = float(stood or 0.0)
+        return value if value else ended_at
+
+    async def record_capture(self, call_id: str, k: int, captured_total: int) -> int:
+        return int(await self._capture(keys=[CALL_KEY.format(call_id)], args=[k, captured_total]))
+
+    async def mark_settled(self, call_id: str, total: int, outcome: str) -> None:
+        key = CALL_KEY.format(call_id)
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping={"settled": "1", "settled_total": str(total), "outcome": outcome})
+            pipe.zrem(LIVE_KEY, call_id)
+            await pipe.execute()
+
+    async def live_calls(self) -> list[tuple[str, float]]:
+        rows = await self.r.zrange(LIVE_KEY, 0, -1, withscores=True)
+        return [(m.decode() if isinstance(m, bytes) else m, float(s)) for m, s in rows]
+
+    # -- PIN failures -----------------------------------------------------------------------------
+    async def pin_failures(self, facility_id: str, who: str) -> int:
+        value = await self.r.get(PINFAIL_KEY.format(facility_id, who))
+        return int(value or 0)
+
+    async def add_pin_failure(self, facility_id: str, who: str, window_seconds: int) -> int:
+        key = PINFAIL_KEY.format(facility_id, who)
+        return int(await self._pinfail(keys=[key], args=[max(1, int(window_seconds))]))
+
+    async def clear_pin_failures(self, facility_id: str, who: str) -> None:
+        await self.r.delete(PINFAIL_KEY.format(facility_id, who))
