@@ -33,6 +33,16 @@ end
 return cur
 """
 
+# Acceptance counts only while the call has not ended (a caller who hangs up during screening is
+# never billed), and only once.
+_ACCEPT_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if redis.call('HEXISTS', KEYS[1], 'ended_at') == 1 then return false end
+redis.call('HSETNX', KEYS[1], 'accepted_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'screen_result', 'accepted')
+return redis.call('HGET', KEYS[1], 'accepted_at')
+"""
+
 _PINFAIL_LUA = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
@@ -119,6 +129,7 @@ class CallStore:
         self.r = client
         self._capture = client.register_script(_CAPTURE_LUA)
         self._pinfail = client.register_script(_PINFAIL_LUA)
+        self._accept = client.register_script(_ACCEPT_LUA)
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 256) -> CallStore:
@@ -162,26 +173,25 @@ class CallStore:
             return text
         return stood.decode() if isinstance(stood, bytes) else stood
 
-    async def accept(self, call_id: str, at: float) -> float:
-        """Record the recipient's acceptance once; returns the acceptance time that stands."""
-        key = CALL_KEY.format(call_id)
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, "accepted_at", repr(at))
-            pipe.hset(key, "screen_result", "accepted")
-            pipe.hget(key, "accepted_at")
-            _, _, stood = await pipe.execute()
-        return float(stood)
+    async def accept(self, call_id: str, at: float) -> float | None:
+        """Record the recipient's acceptance once; returns the acceptance time that stands, or None
+        when the call has already ended (nothing to bill)."""
+        stood = await self._accept(keys=[CALL_KEY.format(call_id)], args=[repr(at)])
+        return float(stood) if stood else None
 
-    async def finish(self, call_id: str, ended_at: float, reason: str) -> float:
-        """Fix the call's end once (first writer wins); returns the end time that stands."""
+    async def finish(self, call_id: str, ended_at: float, reason: str) -> CallState | None:
+        """Fix the call's end once (first writer wins); returns the state with the end that stands."""
         key = CALL_KEY.format(call_id)
         async with self.r.pipeline(transaction=True) as pipe:
+            pipe.exists(key)
             pipe.hsetnx(key, "ended_at", repr(ended_at))
             pipe.hsetnx(key, "end_reason", reason)
-            pipe.hget(key, "ended_at")
-            _, _, stood = await pipe.execute()
-        value = float(stood or 0.0)
-        return value if value else ended_at
+            pipe.hgetall(key)
+            exists, _, _, raw = await pipe.execute()
+        if not exists:
+            await self.r.delete(key)   # the HSETNX above created a stub: remove it
+            return None
+        return CallState.from_hash(raw)
 
     async def record_capture(self, call_id: str, k: int, captured_total: int) -> int:
         return int(await self._capture(keys=[CALL_KEY.format(call_id)], args=[k, captured_total]))

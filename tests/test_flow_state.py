@@ -23,8 +23,16 @@ def test_state_roundtrip_and_first_writer_wins(redis_url: str) -> None:
             assert await store.get("nope") is None
             assert await store.accept("c1", 1010.25) == 1010.25
             assert await store.accept("c1", 1020.0) == 1010.25       # second acceptance does not move it
-            assert await store.finish("c1", 1100.0, "inmate") == 1100.0
-            assert await store.finish("c1", 1200.0, "hangup_agi") == 1100.0
+            await store.create(CallState(call_id="c2"), lease_expires_at=1.0, ttl_seconds=60)
+            await store.finish("c2", 1.0, "caller_hangup")
+            assert await store.accept("c2", 2.0) is None               # ended first: never accepted
+            assert await store.accept("ghost", 2.0) is None
+            first = await store.finish("c1", 1100.0, "inmate")
+            assert first is not None and first.ended_at == 1100.0
+            second = await store.finish("c1", 1200.0, "hangup_agi")
+            assert second is not None and (second.ended_at, second.end_reason) == (1100.0, "inmate")
+            assert await store.finish("ghost", 1.0, "x") is None
+            assert await store.get("ghost") is None
             assert await store.record_capture("c1", 2, 12) == 2
             assert await store.record_capture("c1", 1, 6) == 2       # never backwards
             assert await store.record_capture("gone", 1, 6) == -1
@@ -32,7 +40,8 @@ def test_state_roundtrip_and_first_writer_wins(redis_url: str) -> None:
             assert got is not None
             assert (got.accepted_at, got.ended_at, got.end_reason, got.captured_k, got.captured) == \
                 (1010.25, 1100.0, "inmate", 2, 12)
-            assert [c for c, _ in await store.live_calls()] == ["c1"]
+            assert sorted(c for c, _ in await store.live_calls()) == ["c1", "c2"]
+            await store.mark_settled("c2", 0, "failed")
             await store.mark_settled("c1", 60, "completed")
             assert await store.live_calls() == []
             got = await store.get("c1")

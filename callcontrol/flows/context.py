@@ -1,0 +1,87 @@
+"""What every call flow shares within one controller process: one ledger, one catalog, one policy,
+one Redis call store, one meter, one clock, the optional AMI client, and the calls this process runs."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from callcontrol.call_state import CallState, CallStore
+from callcontrol.config import Settings
+from callcontrol.metering import Meter
+from callcontrol.policy import Policy
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds (clock time) -> ISO-8601 UTC as the call record wants; 0 means unknown ("")."""
+    if not ts:
+        return ""
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def new_call_id(now: float) -> str:
+    """Sortable by time, unique without coordination; valid as a ledger op/hold id and in a dialplan."""
+    return f"c{int(now * 1000):x}{secrets.token_hex(5)}"
+
+
+@dataclass
+class FlowContext:
+    settings: Settings
+    clock: Any
+    ledger: Any
+    catalog: Any
+    policy: Policy
+    store: CallStore
+    meter: Meter
+    speech: Any
+    ami: Any = None
+    instance: str = ""
+    names_dir: str = ""
+    screening_margin: int = 120          # seconds of answer + screening allowed for in the hold's lease
+    name_record_ms: int = 5000
+    pin_tries: int = 3
+    screen_tries: int = 3
+    # call_id -> done event of an inmate session running on this process
+    sessions: dict[str, asyncio.Event] = field(default_factory=dict)
+    # caller channel -> call id, for calls this process meters without a session (recovered)
+    orphans: dict[str, str] = field(default_factory=dict)
+    _quotes: dict[tuple[str, str, float], Any] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, call_id: str) -> asyncio.Lock:
+        lock = self._locks.get(call_id)
+        if lock is None:
+            lock = self._locks[call_id] = asyncio.Lock()
+        return lock
+
+    def release_lock(self, call_id: str) -> None:
+        lock = self._locks.get(call_id)
+        if lock is not None and not lock.locked():
+            del self._locks[call_id]
+
+    def quote_for(self, state: CallState) -> Any:
+        """The call's quote, re-derived from what was dialled and when (rating is deterministic), so an
+        instance that did not authorize the call prices it exactly as the one that did."""
+        key = (state.facility_id, state.dialled, state.quoted_at)
+        quote = self._quotes.get(key)
+        if quote is None:
+            at = datetime.fromtimestamp(state.quoted_at, tz=UTC)
+            quote = self.catalog.quote(state.facility_id, state.dialled, at=at)
+            if len(self._quotes) > 50_000:
+                self._quotes.clear()
+            self._quotes[key] = quote
+        return quote
+
+    def remember_quote(self, state: CallState, quote: Any) -> None:
+        self._quotes[(state.facility_id, state.dialled, state.quoted_at)] = quote
+
+    def forget_quote(self, state: CallState) -> None:
+        self._quotes.pop((state.facility_id, state.dialled, state.quoted_at), None)
+
+    def name_path(self, call_id: str) -> str:
+        base = self.names_dir or str(Path(self.settings.recording_dir) / "names")
+        return f"{base}/{call_id}"

@@ -1,0 +1,160 @@
+"""Settlement: the one place a call's hold is resolved and its record written, whoever gets there first.
+
+Called by the inmate flow when Dial returns, by the dialplan's hangup handler (`agi://…/hangup?call_id=`,
+on any instance), by the AMI watchdog and by start-up recovery. Every step is idempotent: the end time is
+first-writer-wins in call state, so every instance computes the same total, and the ledger op ids derive
+from the call id (`<call>:settle`, `<call>:void`, `<call>:record`), so a second settlement replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import structlog
+
+from callcontrol import decisions
+from callcontrol.call_state import CallState
+from callcontrol.decisions import DialVerdict, Outcome
+from callcontrol.flows.context import FlowContext, iso
+
+log = structlog.get_logger("callcontrol.settle")
+
+CALL_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
+RETRIES = 3
+
+
+def verdict_from_state(state: CallState) -> DialVerdict:
+    """The outcome when Dial's own result is not known (hangup handler, recovery)."""
+    screen = state.screen_result
+    if screen:
+        return decisions.dial_verdict("ANSWER", screen, funds_cut=state.funds_cut)
+    if state.dial_at:
+        return DialVerdict(Outcome.FAILED, None, "ended_unscreened")
+    return DialVerdict(Outcome.FAILED, None, state.end_reason or "not_dialled")
+
+
+async def _ledger_retry(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Retry an idempotent ledger op while Redis is unreachable (same op id: a retry is a replay)."""
+    for attempt in range(RETRIES):
+        try:
+            return await call(*args, **kwargs)
+        except Exception as exc:
+            if type(exc).__name__ != "LedgerUnavailable" or attempt == RETRIES - 1:
+                raise
+            await asyncio.sleep(0.05 * (attempt + 1))
+    return None
+
+
+async def record(ctx: FlowContext, call_id: str, fields: dict[str, Any]) -> None:
+    """Write one attempt's call record (idempotent by call id); a failure is logged, never raised."""
+    base: dict[str, Any] = {
+        "call_id": call_id, "account_id": "", "facility_id": "", "inmate_id": "", "dialled": "",
+        "number_e164": "", "call_class": "", "outcome": "", "reason": "", "started_at": "",
+        "answered_at": "", "accepted_at": "", "ended_at": "", "billed_seconds": 0, "amount": 0,
+        "recorded": False, "privileged": False,
+    }
+    base.update(fields)
+    try:
+        await _ledger_retry(ctx.ledger.record_call, f"{call_id}:record", base)
+    except Exception as exc:
+        if type(exc).__name__ == "IdConflict":
+            return      # recorded already by another path with its own view of the outcome
+        log.error("call_record_failed", call_id=call_id, error=type(exc).__name__, detail=str(exc)[:200])
+
+
+async def _resolve_hold(ctx: FlowContext, state: CallState, ended: float) -> tuple[int, int]:
+    """Settle the exact cost of the accepted seconds or void an unaccepted hold: (billed s, cents)."""
+    if not state.accepted_at or state.accepted_at > ended:
+        try:
+            await _ledger_retry(ctx.ledger.void, f"{state.call_id}:void", state.account, state.call_id,
+                                reason="not_accepted")
+        except Exception as exc:
+            if type(exc).__name__ not in ("HoldNotPending", "UnknownHold"):
+                raise
+        return 0, 0
+    billed = decisions.billed_seconds(state.accepted_at, ended)
+    cost = int(ctx.quote_for(state).cost(billed))
+    total = decisions.final_total(cost, state.captured, state.hold_amount)
+    try:
+        held = await _ledger_retry(ctx.ledger.settle, f"{state.call_id}:settle", state.account,
+                                   state.call_id, total)
+        return billed, int(getattr(held, "captured", total) if held is not None else total)
+    except Exception as exc:
+        name = type(exc).__name__
+        if name not in ("ExceedsHold", "BadAmount", "HoldNotPending", "IdConflict"):
+            raise
+    # Our view of the captures was stale (another instance metered), or the hold is already resolved:
+    # the ledger's own record of the hold decides.
+    info = await ctx.ledger.hold_info(state.account, state.call_id)
+    if info is not None and info.status == "pending":
+        total = decisions.final_total(cost, info.captured, info.amount)
+        held = await _ledger_retry(ctx.ledger.settle, f"{state.call_id}:settle2", state.account,
+                                   state.call_id, total)
+        return billed, int(getattr(held, "captured", total))
+    return billed, int(info.captured if info is not None else total)
+
+
+async def settle_call(ctx: FlowContext, call_id: str, ended_at: float, reason: str, *,
+                      verdict: DialVerdict | None = None) -> tuple[CallState, DialVerdict] | None:
+    """Resolve the call's hold and write its record, once. Returns (final state, verdict) or None when
+    the call is unknown. Raises only when the ledger cannot be reached (the call stays in the live index
+    for the next attempt: hangup handler, recovery, or the hold's lease)."""
+    async with ctx.lock(call_id):
+        try:
+            state = await ctx.store.get(call_id)
+            if state is None:
+                return None
+            if state.settled:
+                return state, verdict or verdict_from_state(state)
+            ctx.meter.stop(call_id)
+            state = await ctx.store.finish(call_id, ended_at, reason)
+            if state is None:
+                return None
+            verdict = verdict or verdict_from_state(state)
+            billed, amount = 0, 0
+            if state.account and state.hold_amount:
+                billed, amount = await _resolve_hold(ctx, state, state.ended_at)
+            await record(ctx, call_id, {
+                "account_id": state.account, "facility_id": state.facility_id, "inmate_id": state.inmate,
+                "dialled": state.dialled, "number_e164": state.e164, "call_class": state.call_class,
+                "outcome": str(verdict.outcome), "reason": verdict.reason,
+                "started_at": iso(state.created_at), "answered_at": iso(state.answered_at),
+                "accepted_at": iso(state.accepted_at), "ended_at": iso(state.ended_at),
+                "billed_seconds": billed, "amount": amount, "recorded": state.recorded,
+                "privileged": state.privileged,
+            })
+            await ctx.store.mark_settled(call_id, amount, str(verdict.outcome))
+            state.settled, state.settled_total, state.outcome = True, amount, str(verdict.outcome)
+            log.info("call_settled", call_id=call_id, outcome=str(verdict.outcome), billed_seconds=billed,
+                     amount=amount, reason=reason)
+            for channel, cid in list(ctx.orphans.items()):
+                if cid == call_id:
+                    del ctx.orphans[channel]
+            ctx.forget_quote(state)
+            return state, verdict
+        finally:
+            ctx.release_lock(call_id)
+
+
+async def hangup_route(ctx: FlowContext, ch: Any) -> None:
+    """`agi://…/hangup?call_id=` from the dialplan's hangup handler: settle the call if nobody has.
+
+    The channel is already dead; no commands are sent. If this process still runs the call's inmate
+    session, that session settles it; wait for it rather than race it.
+    """
+    call_id = ch.query.get("call_id") or (ch.args[0] if ch.args else "")
+    if not CALL_ID_RE.fullmatch(call_id or ""):
+        log.warning("hangup_without_call_id", channel=ch.channel_name)
+        return
+    done = ctx.sessions.get(call_id)
+    if done is not None:
+        try:
+            await asyncio.wait_for(done.wait(), 30.0)
+        except TimeoutError:
+            log.warning("hangup_session_still_running", call_id=call_id)
+    try:
+        await settle_call(ctx, call_id, ctx.clock.now(), "hangup_handler")
+    except Exception as exc:
+        log.error("hangup_settle_failed", call_id=call_id, error=type(exc).__name__)

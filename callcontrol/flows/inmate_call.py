@@ -1,0 +1,319 @@
+"""The inmate side: `agi://…/inmate-call?facility=FAC-07` (agi_arg_1 = station extension, agi_arg_2 =
+station id). Identify the inmate, screen and rate the number, hold the funds once, Dial with screening
+and a hard time limit, then settle and tell the inmate how it went.
+
+Fail closed: if Redis (ledger, call state) or rating cannot answer, no call connects, the inmate hears
+service_unavailable and nothing is charged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from callcontrol import decisions
+from callcontrol.agi import AGIError, AGIHangup
+from callcontrol.call_state import CallState
+from callcontrol.decisions import Denial, DialVerdict, Outcome
+from callcontrol.flows.context import FlowContext, iso, new_call_id
+from callcontrol.flows.hangup import record, settle_call
+from callcontrol.policy import Inmate
+
+log = structlog.get_logger("callcontrol.inmate_call")
+
+PIN_TIMEOUT_MS = 8000
+PIN_MAX_DIGITS = 16
+NUMBER_TIMEOUT_MS = 10000
+NUMBER_MAX_DIGITS = 15
+LANGUAGE_WAIT_MS = 3000
+
+
+class Denied(Exception):
+    """End the attempt before dialling with this denial (prompt + record)."""
+
+    def __init__(self, denial: Denial) -> None:
+        super().__init__(denial.reason)
+        self.denial = denial
+
+
+def _is_service_failure(exc: BaseException) -> bool:
+    """Redis/ledger/rating could not answer: fail closed."""
+    name = type(exc).__name__
+    return name in ("LedgerUnavailable", "LedgerInternal", "RatingError", "TariffError") or isinstance(
+        exc, ConnectionError | OSError | TimeoutError) or "Redis" in name or name.endswith("ConnectionError")
+
+
+@dataclass
+class Attempt:
+    """What the flow learnt so far, for the record whatever happens."""
+
+    call_id: str
+    facility_id: str
+    station: str
+    started_at: float
+    lang: str = "en"
+    inmate: str = ""
+    dialled: str = ""
+    e164: str = ""
+    call_class: str = ""
+    account: str = ""
+    privileged: bool = False
+    held: bool = False
+
+    def record_fields(self, outcome: Outcome, reason: str, ended_at: float) -> dict[str, Any]:
+        return {
+            "account_id": self.account, "facility_id": self.facility_id or "unknown",
+            "inmate_id": self.inmate, "dialled": self.dialled, "number_e164": self.e164,
+            "call_class": self.call_class, "outcome": str(outcome), "reason": reason,
+            "started_at": iso(self.started_at), "ended_at": iso(ended_at), "privileged": self.privileged,
+        }
+
+
+async def _play(ctx: FlowContext, ch: Any, lang: str, *ids: str, escape: str = "") -> str:
+    """Play prompt ids in order; returns the first escape digit pressed (stops there)."""
+    for pid in ids:
+        key = await ch.stream_file(ctx.speech.prompt(pid, lang), escape)
+        if key:
+            return key
+    return ""
+
+
+async def _language(ctx: FlowContext, ch: Any, languages: tuple[str, ...]) -> str:
+    if len(languages) <= 1:
+        return languages[0] if languages else "en"
+    key = await ch.stream_file(ctx.speech.prompt("choose_language", languages[0]), "12")
+    if not key:
+        key = await ch.wait_for_digit(LANGUAGE_WAIT_MS)
+    return decisions.choose_language(languages, key)
+
+
+async def _identify(ctx: FlowContext, ch: Any, att: Attempt) -> Inmate:
+    """PIN entry with a lockout shared by all calls and instances (counter in Redis)."""
+    fac = ctx.policy.facility(att.facility_id)
+    if fac is None:
+        raise Denied(decisions.UNKNOWN_FACILITY)
+    for _ in range(ctx.pin_tries):
+        entry = await ch.get_data(ctx.speech.prompt("enter_pin", att.lang), PIN_TIMEOUT_MS, PIN_MAX_DIGITS,
+                                  sensitive=True)
+        split = ctx.policy.split_entry(att.facility_id, entry or "")
+        who = split[0] if split else f"station-{att.station or 'unknown'}"
+        failures = await ctx.store.pin_failures(att.facility_id, who)
+        if decisions.pin_locked(failures, fac.pin_max_failures):
+            raise Denied(decisions.PIN_LOCKED)
+        inmate = None
+        if split is not None:
+            number, passcode = split
+            if ctx.policy.cached_pin_ok(att.facility_id, number, passcode):
+                inmate = ctx.policy.verify_pin(att.facility_id, number, passcode)
+            else:   # the KDF is deliberately slow: keep it off the event loop
+                inmate = await asyncio.to_thread(ctx.policy.verify_pin, att.facility_id, number, passcode)
+        if inmate is not None:
+            if failures:
+                await ctx.store.clear_pin_failures(att.facility_id, who)
+            return inmate
+        failures = await ctx.store.add_pin_failure(att.facility_id, who, fac.pin_failure_window_seconds)
+        log.info("pin_failed", call_id=att.call_id, facility_id=att.facility_id, failures=failures)
+        if decisions.pin_locked(failures, fac.pin_max_failures):
+            raise Denied(decisions.PIN_LOCKED)
+        await _play(ctx, ch, att.lang, "pin_invalid")
+    raise Denied(decisions.PIN_INVALID)
+
+
+async def inmate_call(ctx: FlowContext, ch: Any) -> None:
+    now = ctx.clock.now()
+    facility_id = ch.query.get("facility") or ""
+    station = ch.args[1] if len(ch.args) > 1 else (ch.args[0] if ch.args else "")
+    att = Attempt(call_id=new_call_id(now), facility_id=facility_id, station=station, started_at=now)
+    bound = log.bind(call_id=att.call_id, facility_id=facility_id, station=station)
+    done = asyncio.Event()
+    ctx.sessions[att.call_id] = done
+    try:
+        await _run(ctx, ch, att, bound)
+    finally:
+        done.set()
+        ctx.sessions.pop(att.call_id, None)
+
+
+async def _deny(ctx: FlowContext, ch: Any, att: Attempt, denial: Denial) -> None:
+    await record(ctx, att.call_id, att.record_fields(denial.outcome, denial.reason, ctx.clock.now()))
+    try:
+        await _play(ctx, ch, att.lang, denial.prompt, "goodbye")
+        await ch.hangup()
+    except (AGIHangup, AGIError):
+        pass
+
+
+async def _run(ctx: FlowContext, ch: Any, att: Attempt, bound: Any) -> None:
+    try:
+        if not att.facility_id:
+            att.facility_id = await ch.get_variable("FACILITY_ID") or ""
+        await ch.answer()
+        try:
+            facility = ctx.catalog.facility(att.facility_id)
+        except Exception as exc:
+            bound.warning("unknown_facility", error=type(exc).__name__)
+            raise Denied(decisions.UNKNOWN_FACILITY) from None
+        languages = tuple(facility.languages) or ("en",)
+        att.lang = languages[0]
+        await _play(ctx, ch, att.lang, "welcome")
+        att.lang = await _language(ctx, ch, languages)
+        at = datetime.fromtimestamp(ctx.clock.now(), tz=UTC)
+        if not facility.is_open(at):
+            raise Denied(decisions.OUTSIDE_HOURS)
+        inmate = await _identify(ctx, ch, att)
+        att.inmate = f"{inmate.number}"
+        if inmate.language and inmate.language in languages and len(languages) == 1:
+            att.lang = inmate.language
+        await _dial_number(ctx, ch, att, inmate, facility, bound)
+    except Denied as denied:
+        bound.info("call_denied", reason=denied.denial.reason)
+        await _deny(ctx, ch, att, denied.denial)
+    except AGIHangup:
+        if att.held:
+            raise
+        bound.info("caller_hung_up_before_dial")
+        await record(ctx, att.call_id, att.record_fields(Outcome.FAILED, "caller_hangup", ctx.clock.now()))
+    except Exception as exc:
+        if isinstance(exc, AGIError) or not _is_service_failure(exc):
+            if att.held:
+                raise
+            bound.exception("inmate_flow_failed")
+        else:
+            bound.error("service_unavailable", error=type(exc).__name__)
+        if not att.held:
+            await _deny(ctx, ch, att, decisions.SERVICE_UNAVAILABLE)
+
+
+async def _dial_number(ctx: FlowContext, ch: Any, att: Attempt, inmate: Inmate, facility: Any,
+                       bound: Any) -> None:
+    raw = await ch.get_data(ctx.speech.prompt("enter_number", att.lang), NUMBER_TIMEOUT_MS, NUMBER_MAX_DIGITS)
+    digits = decisions.clean_number(raw, NUMBER_MAX_DIGITS)
+    att.dialled = raw or ""
+    if digits is None:
+        raise Denied(decisions.NO_NUMBER)
+    quoted_at = ctx.clock.now()
+    try:
+        quote = ctx.catalog.quote(att.facility_id, digits, at=datetime.fromtimestamp(quoted_at, tz=UTC))
+    except Exception as exc:
+        code = getattr(exc, "code", None)
+        if type(exc).__name__ == "NumberRefused" and code:
+            raise Denied(decisions.number_refusal(code)) from None
+        bound.error("rating_failed", error=type(exc).__name__)
+        raise Denied(decisions.SERVICE_UNAVAILABLE) from None
+    dest = quote.destination
+    att.e164, att.call_class = dest.e164, str(dest.call_class)
+    if ctx.policy.facility_blocks(att.facility_id, att.e164):
+        raise Denied(decisions.BLOCKED_FACILITY)
+    if not ctx.policy.allowed(inmate, att.e164):
+        raise Denied(decisions.NOT_ALLOWED)
+    att.privileged = ctx.policy.is_privileged(att.facility_id, att.e164)
+    blocked, account = await asyncio.gather(ctx.ledger.is_blocked(att.facility_id, att.e164),
+                                            ctx.ledger.find_account(att.facility_id, att.e164))
+    if blocked:
+        raise Denied(decisions.BLOCKED_RECIPIENT)
+    if not account:
+        raise Denied(decisions.NO_ACCOUNT)
+    att.account = account
+    balance = await ctx.ledger.balance(account)
+    if balance.state not in ("active", "opened") or balance.available < quote.minimum_to_connect:
+        raise Denied(decisions.INSUFFICIENT_FUNDS)
+    seconds = int(quote.max_duration(balance.available))
+    warning = int(getattr(facility, "warning_seconds", 60) or 0)
+    plan = decisions.plan_hold(seconds, int(quote.cost(seconds)) if seconds > 0 else 0,
+                               ring_timeout=ctx.settings.ring_timeout, screening_margin=ctx.screening_margin,
+                               warning_seconds=warning)
+    if plan is None:
+        raise Denied(decisions.INSUFFICIENT_FUNDS)
+    try:
+        await ctx.ledger.hold(f"{att.call_id}:hold", account, att.call_id, plan.amount,
+                              lease_seconds=plan.lease_seconds,
+                              meta={"facility": att.facility_id, "inmate": att.inmate, "kind": "call"})
+    except Exception as exc:
+        if type(exc).__name__ in ("InsufficientFunds", "AccountNotActive", "UnknownAccount"):
+            raise Denied(decisions.INSUFFICIENT_FUNDS) from None
+        raise
+    att.held = True
+    state = CallState(
+        call_id=att.call_id, facility_id=att.facility_id, station=att.station, inmate=att.inmate,
+        lang=att.lang, dialled=digits, e164=att.e164, call_class=att.call_class, account=account,
+        hold_amount=plan.amount, max_seconds=plan.seconds, warning_seconds=plan.warning_seconds,
+        increment=int(quote.increment_seconds), capped_by=str(getattr(quote, "capped_by", "") or ""),
+        quoted_at=quoted_at, available=balance.available, privileged=att.privileged,
+        recorded=not att.privileged, name_file=ctx.name_path(att.call_id), caller_channel=ch.channel_name,
+        instance=ctx.instance, created_at=att.started_at,
+    )
+    ctx.remember_quote(state, quote)
+    try:
+        await ctx.store.create(state, lease_expires_at=ctx.clock.now() + plan.lease_seconds,
+                               ttl_seconds=plan.lease_seconds)
+    except Exception:
+        await _release_unused(ctx, att)
+        raise
+    await _connect(ctx, ch, att, state, bound)
+
+
+async def _release_unused(ctx: FlowContext, att: Attempt) -> None:
+    try:
+        await ctx.ledger.void(f"{att.call_id}:void", att.account, att.call_id, reason="not_dialled")
+    except Exception as exc:
+        log.warning("void_failed", call_id=att.call_id, error=type(exc).__name__)  # lease will expire
+
+
+async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bound: Any) -> None:
+    """From the held funds to the settled call. Whatever happens here, the call is settled."""
+    verdict: DialVerdict | None = None
+    reason = "inmate_session"
+    try:
+        await _play(ctx, ch, att.lang, "record_name")
+        await ch.record_file(state.name_file, "wav", "#", ctx.name_record_ms, beep=True)
+        await ch.set_variable("CALL_ID", att.call_id)
+        if att.privileged:
+            await _play(ctx, ch, att.lang, "privileged_call_notice")
+        else:
+            await ch.exec("MixMonitor", f"{ctx.settings.recording_dir}/{att.call_id}.wav")
+            await _play(ctx, ch, att.lang, "monitoring_notice")
+        if state.warning_seconds:
+            await ch.set_variable("LIMIT_WARNING_FILE", ctx.speech.prompt("time_warning", att.lang))
+        await _play(ctx, ch, att.lang, "please_hold")
+        args = decisions.dial_args(ctx.settings.dial_template, state.e164, ctx.settings.ring_timeout,
+                                   att.call_id, state.max_seconds, state.warning_seconds)
+        await ctx.store.update(att.call_id, dial_at=ctx.clock.now())
+        bound.info("dialling", seconds=state.max_seconds, hold=state.hold_amount, privileged=att.privileged)
+        await ch.exec("Dial", args)
+        ended = ctx.clock.now()
+        status = await ch.get_variable("DIALSTATUS")
+        verdict = await _verdict(ctx, att.call_id, status, ended)
+    except AGIHangup:
+        reason = "caller_hangup"
+    except Exception as exc:
+        bound.error("connect_failed", error=type(exc).__name__, detail=str(exc)[:200])
+        reason = "connect_failed"
+    ended = ctx.clock.now()
+    try:
+        settled = await settle_call(ctx, att.call_id, ended, reason, verdict=verdict)
+    except Exception as exc:
+        bound.error("settle_failed", error=type(exc).__name__)   # hangup handler / recovery will retry
+        settled = None
+    if settled is not None:
+        verdict = settled[1]
+    if ch.hungup or verdict is None or verdict.prompt is None:
+        return
+    try:
+        await _play(ctx, ch, att.lang, verdict.prompt, *(["goodbye"] if verdict.prompt != "goodbye" else []))
+        await ch.hangup()
+    except (AGIHangup, AGIError):
+        pass
+
+
+async def _verdict(ctx: FlowContext, call_id: str, status: str | None, ended: float) -> DialVerdict:
+    state = await ctx.store.get(call_id)
+    if state is None:
+        return decisions.dial_verdict(status, "")
+    limit_reached = bool(state.accepted_at) and ended - state.accepted_at >= state.max_seconds - 1
+    return decisions.dial_verdict(status, state.screen_result, limit_reached=limit_reached,
+                                  capped_by_funds=state.capped_by in ("funds", "balance"),
+                                  funds_cut=state.funds_cut)

@@ -1,0 +1,134 @@
+"""The recipient side: Dial's U(screen-sub^<call_id>) Gosub runs `agi://…/screen?call_id=` (or
+agi_arg_1 = call id) on the called channel after it answers and before the bridge.
+
+The call is found by its id in Redis call state, so this AGI may land on any controller instance. The
+recipient hears who is calling, from where, the recording (or privileged) notice, the rate and their
+balance, then presses 1 (accept), 2 (refuse) or 9 (block this facility); `*` repeats. Three tries;
+silence or a hang-up refuses. Acceptance is the billing start: it is stored once and metering begins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from callcontrol import decisions
+from callcontrol.agi import AGIError, AGIHangup
+from callcontrol.call_state import CallState
+from callcontrol.decisions import ScreenAction, ScreenResult
+from callcontrol.flows.context import FlowContext
+from callcontrol.flows.hangup import CALL_ID_RE
+from callcontrol.metering import MeteredCall
+
+log = structlog.get_logger("callcontrol.screen")
+
+KEYS = "0123456789*#"
+WAIT_MS = 5000
+
+
+def announcement(ctx: FlowContext, state: CallState, quote: Any) -> list[str]:
+    """STREAM FILE names of the full screening message, in order (the recorded name among them)."""
+    lang, sp = state.lang, ctx.speech
+    ids_before = ["prepaid_call_from"]
+    files = [sp.prompt(i, lang) for i in ids_before]
+    if state.name_file:
+        files.append(state.name_file)
+    files += sp.prompts(["an_inmate_at", *sp.facility_name(state.facility_id, lang)], lang)
+    files.append(sp.prompt("privileged_notice_recipient" if state.privileged else "monitoring_notice", lang))
+    files += sp.prompts(["rate_is", *sp.say_rate(quote.per_minute_with_taxes, lang)], lang)
+    files += sp.prompts(["balance_is", *sp.say_money(max(0, state.available), lang)], lang)
+    files += sp.prompts(["press_accept_refuse_block", "press_repeat"], lang)
+    return files
+
+
+async def _ask(ch: Any, files: list[str]) -> str:
+    """Play the message, stopping at the first key; then wait a moment for one."""
+    for name in files:
+        key = await ch.stream_file(name, KEYS)
+        if key:
+            return key
+    return await ch.wait_for_digit(WAIT_MS)
+
+
+async def screen(ctx: FlowContext, ch: Any) -> None:
+    call_id = ch.query.get("call_id") or (ch.args[0] if ch.args else "")
+    state = await ctx.store.get(call_id) if CALL_ID_RE.fullmatch(call_id or "") else None
+    if state is None or state.settled or state.ended_at:
+        # Unknown or finished call: never connect what we cannot bill.
+        log.warning("screen_unknown_call", call_id=call_id, channel=ch.channel_name)
+        await _reject(ch)
+        return
+    bound = log.bind(call_id=call_id)
+    await ctx.store.update(call_id, answered_at=ctx.clock.now())
+    result = ScreenResult.HANGUP
+    try:
+        files = announcement(ctx, state, ctx.quote_for(state))
+        tries = 0
+        while tries < ctx.screen_tries:
+            key = await _ask(ch, files)
+            action = decisions.screen_action(key)
+            if action is ScreenAction.REPEAT:
+                continue
+            if action is ScreenAction.ACCEPT:
+                result = ScreenResult.ACCEPTED
+                break
+            if action is ScreenAction.REFUSE:
+                result = ScreenResult.REFUSED
+                break
+            if action is ScreenAction.BLOCK:
+                result = ScreenResult.BLOCKED
+                break
+            tries += 1
+            if action is ScreenAction.INVALID and tries < ctx.screen_tries:
+                await ch.stream_file(ctx.speech.prompt("invalid_choice", state.lang), "")
+        else:
+            result = ScreenResult.NO_INPUT
+        if result is ScreenResult.ACCEPTED:
+            await _accept(ctx, ch, state)
+        elif result is ScreenResult.BLOCKED:
+            await _block(ctx, ch, state)
+        else:
+            await ctx.store.update(call_id, screen_result=str(result))
+            await _reject(ch)
+            prompt = "no_input_refused" if result is ScreenResult.NO_INPUT else "call_refused_recipient"
+            await ch.stream_file(ctx.speech.prompt(prompt, state.lang), "")
+    except AGIHangup:
+        if result is ScreenResult.HANGUP:
+            await ctx.store.update(call_id, screen_result=str(ScreenResult.HANGUP))
+        bound.info("screen_hangup", result=str(result))
+    except AGIError as exc:
+        bound.warning("screen_agi_error", error=str(exc)[:200])
+        if result is ScreenResult.HANGUP:
+            await ctx.store.update(call_id, screen_result=str(ScreenResult.REFUSED))
+    bound.info("screened", result=str(result))
+
+
+async def _reject(ch: Any) -> None:
+    try:
+        await ch.set_variable("SCREEN_RESULT", "REJECTED")
+        await ch.set_variable("GOSUB_RESULT", "BUSY")
+    except (AGIHangup, AGIError):
+        pass
+
+
+async def _accept(ctx: FlowContext, ch: Any, state: CallState) -> None:
+    await ch.set_variable("SCREEN_RESULT", "ACCEPTED")
+    accepted_at = await ctx.store.accept(state.call_id, ctx.clock.now())
+    if accepted_at is None:       # the caller hung up meanwhile: nothing to connect, nothing to bill
+        return
+    quote = ctx.quote_for(state)
+    ctx.meter.start(MeteredCall(state.call_id, state.account, accepted_at, state.increment,
+                                quote.increment_charge, state.hold_amount))
+    await ch.stream_file(ctx.speech.prompt("call_accepted", state.lang), "")
+
+
+async def _block(ctx: FlowContext, ch: Any, state: CallState) -> None:
+    try:
+        await ctx.ledger.set_block(f"{state.call_id}:block", state.facility_id, state.e164, True,
+                                   source="recipient")
+    except Exception as exc:
+        log.error("block_not_stored", call_id=state.call_id, error=type(exc).__name__)
+    await ctx.store.update(state.call_id, screen_result=str(ScreenResult.BLOCKED))
+    await _reject(ch)
+    await ch.stream_file(ctx.speech.prompt("facility_blocked_confirm", state.lang), "")
