@@ -205,7 +205,7 @@ async def _dial_number(ctx: FlowContext, ch: Any, att: Attempt, inmate: Inmate, 
         bound.error("rating_failed", error=type(exc).__name__)
         raise Denied(decisions.SERVICE_UNAVAILABLE) from None
     dest = quote.destination
-    att.e164, att.call_class = dest.e164, str(dest.call_class)
+    att.e164, att.call_class = dest.e164, str(getattr(dest.call_class, "value", dest.call_class))
     if ctx.policy.facility_blocks(att.facility_id, att.e164):
         raise Denied(decisions.BLOCKED_FACILITY)
     if not ctx.policy.allowed(inmate, att.e164):
