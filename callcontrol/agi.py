@@ -1,0 +1,523 @@
+"""asyncio FastAGI server and the per-call channel API that the call flows are written against.
+
+One TCP connection per AGI() call. A reader task per connection turns Asterisk's lines into replies
+(matched strictly in order to the single outstanding command) and hang-up notices (the bare ``HANGUP``
+line, or EOF), so a hang-up is seen even while the flow is idle. See docs/protocol.md for the wire facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from callcontrol.agi_wire import (
+    HANGUP_LINE,
+    AGIProtocolError,
+    AGIReply,
+    Env,
+    EnvError,
+    EnvParser,
+    Quoted,
+    ReplyAssembler,
+    encode_command,
+)
+from callcontrol.logs import SENSITIVE_KEYS
+
+__all__ = [
+    "AGIChannel",
+    "AGIError",
+    "AGIHangup",
+    "AGIReply",
+    "AGIServer",
+    "AGITimeout",
+    "AllowList",
+    "Handler",
+]
+
+log = structlog.get_logger().bind(component="agi")
+
+Handler = Callable[["AGIChannel"], Awaitable[None]]
+
+#: Default stream buffer limit: longest line accepted from Asterisk.
+LINE_LIMIT = 64 * 1024
+
+
+class AGIError(Exception):
+    """Asterisk refused or failed a command (510, 520, result -2, -1 on a live channel...)."""
+
+    def __init__(self, message: str, reply: AGIReply | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
+class AGIHangup(Exception):
+    """The channel is gone: 511, a media command's -1 followed by HANGUP, or the connection closed."""
+
+    def __init__(self, message: str = "channel hung up", reply: AGIReply | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
+class AGITimeout(AGIHangup):
+    """No reply in time. The session is aborted: a late reply would be taken for the next command's."""
+
+
+def _auto_sensitive(*names: str) -> bool:
+    return any(SENSITIVE_KEYS.search(n) for n in names)
+
+
+class AGIChannel:
+    """One FastAGI session. Commands run one at a time; replies are matched to them in order."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        env: Env,
+        peer: str,
+        *,
+        hangup_grace: float = 0.3,
+        close_grace: float = 1.0,
+        command_timeout: float | None = None,
+    ) -> None:
+        self.env: dict[str, str] = env.vars
+        self.script: str = env.script
+        self.args: list[str] = env.args
+        self.query: dict[str, str] = env.query
+        self.peer = peer
+        self.hungup = False
+        self.hangup_reason: str | None = None
+        self.hangup_event = asyncio.Event()
+        self._reader = reader
+        self._writer = writer
+        self._hangup_grace = hangup_grace
+        self._close_grace = close_grace
+        self._command_timeout = command_timeout
+        self._lock = asyncio.Lock()
+        self._pending: asyncio.Future[AGIReply] | None = None
+        self._broken: str | None = None
+        self._closed = False
+        self._reader_task: asyncio.Task[None] | None = None
+        self._log = log.bind(channel=self.channel_name, uniqueid=self.uniqueid, script=self.script)
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def channel_name(self) -> str:
+        return self.env.get("agi_channel", "")
+
+    @property
+    def uniqueid(self) -> str:
+        return self.env.get("agi_uniqueid", "")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------ reader
+
+    def start(self) -> None:
+        """Start reading replies; the server calls this once the env block is parsed."""
+        if self._reader_task is None:
+            self._reader_task = asyncio.create_task(self._read_loop(), name=f"agi-read {self.uniqueid}")
+
+    def _set_hungup(self, reason: str) -> None:
+        if not self.hungup:
+            self.hungup = True
+            self.hangup_reason = reason
+            self.hangup_event.set()
+            self._log.info("agi.hangup", reason=reason)
+
+    async def _read_loop(self) -> None:
+        assembler = ReplyAssembler()
+        reason = "eof"
+        try:
+            while True:
+                line = await self._reader.readline()
+                if not line.endswith(b"\n"):  # EOF, possibly in the middle of a line
+                    break
+                item = assembler.feed(line)
+                if item is None:
+                    continue
+                if item is HANGUP_LINE:
+                    self._set_hungup("hangup-line")
+                    continue
+                assert isinstance(item, AGIReply)
+                fut = self._pending
+                if fut is None or fut.done():
+                    raise AGIProtocolError(f"reply {item.code} with no command outstanding")
+                self._pending = None
+                fut.set_result(item)
+        except (AGIProtocolError, ValueError) as exc:  # ValueError: line over the stream limit
+            reason = "protocol-error"
+            self._broken = str(exc)
+            self._log.warning("agi.protocol_error", error=str(exc))
+            self._writer.transport.abort()
+        except (ConnectionError, OSError) as exc:
+            reason = "connection-error"
+            self._log.info("agi.connection_error", error=type(exc).__name__)
+        finally:
+            self._set_hungup(reason)
+            fut, self._pending = self._pending, None
+            if fut is not None and not fut.done():
+                fut.set_exception(AGIHangup(f"connection closed ({reason})"))
+
+    @property
+    def _reading(self) -> bool:
+        return self._reader_task is not None and not self._reader_task.done()
+
+    # ------------------------------------------------------------------ low level
+
+    async def send(
+        self, command: str, *args: str | int, sensitive: bool = False, timeout: float | None = None
+    ) -> AGIReply:
+        """Send one command and return its 200 reply.
+
+        Raises ValueError before sending anything if an argument holds CR/LF/NUL; AGIHangup on 511 or a
+        closed connection; AGIError on any other non-200 reply; AGITimeout (the session is then aborted).
+        """
+        line = encode_command(command, *args)
+        async with self._lock:
+            if self._broken:
+                raise AGIHangup(f"session unusable: {self._broken}")
+            if self._closed or not self._reading:
+                raise AGIHangup("connection closed")
+            fut: asyncio.Future[AGIReply] = asyncio.get_running_loop().create_future()
+            self._pending = fut
+            if not sensitive:
+                self._log.debug("agi.command", line=line[:-1].decode("utf-8", "replace"))
+            wait = self._command_timeout if timeout is None else timeout
+            try:
+                async with asyncio.timeout(wait):
+                    self._writer.write(line)
+                    await self._writer.drain()
+                    reply = await fut
+            except TimeoutError:
+                self._abort(f"no reply to {command} within {wait}s")
+                raise AGITimeout(f"no reply to {command} within {wait}s") from None
+            except (ConnectionError, OSError) as exc:
+                self._abort(type(exc).__name__)
+                raise AGIHangup(f"connection lost: {type(exc).__name__}") from None
+            except BaseException:
+                if not fut.done():  # cancelled mid-command: the reply would be misattributed
+                    self._abort("cancelled with a command outstanding")
+                raise
+            finally:
+                if self._pending is fut:
+                    self._pending = None
+        if not sensitive:
+            self._log.debug("agi.reply", reply=reply.text if reply.code == 200 else reply.text[:80])
+        if reply.code == 511:
+            self._set_hungup("dead-channel")
+            raise AGIHangup("command not permitted on a dead channel", reply)
+        if reply.code != 200:
+            first = reply.text.split("\n", 1)[0]
+            raise AGIError(f"{command}: {first}", reply)
+        return reply
+
+    def _abort(self, why: str) -> None:
+        self._broken = why
+        self._log.warning("agi.session_aborted", reason=why)
+        self._writer.transport.abort()
+
+    async def _hangup_within(self, grace: float) -> bool:
+        if self.hungup:
+            return True
+        try:
+            await asyncio.wait_for(self.hangup_event.wait(), grace)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _media(self, command: str, *args: str | int, sensitive: bool = False) -> AGIReply:
+        """A command whose -1 means "error or hang-up": HANGUP follows a hang-up within ~50 ms."""
+        reply = await self.send(command, *args, sensitive=sensitive)
+        if reply.result == -1 and await self._hangup_within(self._hangup_grace):
+            raise AGIHangup(f"{command}: channel hung up", reply)
+        return reply
+
+    @staticmethod
+    def _digit(reply: AGIReply, command: str) -> str:
+        if reply.result is None or reply.result < 0:
+            raise AGIError(f"{command} failed: {reply.text}", reply)
+        return chr(reply.result) if reply.result else ""
+
+    # ------------------------------------------------------------------ channel API
+
+    async def answer(self) -> None:
+        reply = await self._media("ANSWER")
+        if reply.result != 0:
+            raise AGIError(f"ANSWER failed: {reply.text}", reply)
+
+    async def get_variable(self, name: str, *, sensitive: bool | None = None) -> str | None:
+        """Value of a channel variable or function; None when unset (``200 result=0``)."""
+        quiet = _auto_sensitive(name) if sensitive is None else sensitive
+        reply = await self.send("GET VARIABLE", name, sensitive=quiet)
+        return reply.data if reply.result == 1 else None
+
+    async def get_full_variable(self, expr: str, *, sensitive: bool | None = None) -> str | None:
+        quiet = _auto_sensitive(expr) if sensitive is None else sensitive
+        reply = await self.send("GET FULL VARIABLE", Quoted(expr), sensitive=quiet)
+        return reply.data if reply.result == 1 else None
+
+    async def set_variable(self, name: str, value: str, *, sensitive: bool | None = None) -> None:
+        quiet = _auto_sensitive(name) if sensitive is None else sensitive
+        reply = await self.send("SET VARIABLE", name, value, sensitive=quiet)
+        if reply.result != 1:
+            raise AGIError(f"SET VARIABLE {name} failed", reply)
+
+    async def stream_file(self, name: str, escape_digits: str = "") -> str:
+        """Play a prompt; returns the escape digit pressed or "".
+
+        A -1 on a live channel (no HANGUP within the grace period) is a missing or unplayable file
+        (``200 result=-1 endpos=0``): logged as a warning and treated as played, so a missing prompt
+        never drops a call.
+        """
+        reply = await self._media("STREAM FILE", name, Quoted(escape_digits))
+        if reply.result == -1:
+            self._log.warning("agi.prompt_failed", file=name, endpos=reply.endpos)
+            return ""
+        return self._digit(reply, "STREAM FILE")
+
+    async def get_data(
+        self, prompt: str, timeout_ms: int, max_digits: int, *, sensitive: bool = False
+    ) -> str | None:
+        """Digits entered (``#`` ends entry and is not included); None on a timeout with no digits."""
+        reply = await self._media("GET DATA", prompt, int(timeout_ms), int(max_digits), sensitive=sensitive)
+        if reply.result == -1:
+            raise AGIError("GET DATA failed", reply)
+        if reply.raw_result == "" and reply.data == "timeout":
+            return None
+        return reply.raw_result
+
+    async def wait_for_digit(self, timeout_ms: int) -> str:
+        """The digit pressed, or "" on timeout."""
+        reply = await self._media("WAIT FOR DIGIT", int(timeout_ms))
+        return self._digit(reply, "WAIT FOR DIGIT")
+
+    async def record_file(
+        self,
+        path: str,
+        fmt: str,
+        escape_digits: str,
+        timeout_ms: int,
+        *,
+        beep: bool = True,
+        silence_s: int | None = None,
+    ) -> AGIReply:
+        """Record; the reply has result (0 or the escape digit's code), data ("timeout"/"dtmf"), endpos."""
+        args: list[str | int] = [path, fmt, Quoted(escape_digits), int(timeout_ms)]
+        if beep:
+            args.append("BEEP")
+        if silence_s is not None:
+            args.append(f"s={int(silence_s)}")
+        reply = await self._media("RECORD FILE", *args)
+        if reply.result == -1:
+            raise AGIError(f"RECORD FILE failed: {reply.text}", reply)
+        return reply
+
+    async def say_digits(self, digits: str, escape: str = "") -> str:
+        reply = await self._media("SAY DIGITS", digits, Quoted(escape))
+        return self._digit(reply, "SAY DIGITS")
+
+    async def say_number(self, n: int, escape: str = "") -> str:
+        reply = await self._media("SAY NUMBER", int(n), Quoted(escape))
+        return self._digit(reply, "SAY NUMBER")
+
+    async def exec(self, app: str, *args: str) -> int:
+        """Run a dialplan application; its args are joined with ','. Returns the app's result.
+
+        A Dial that was answered and then ended by the callee returns -1 with the caller still up, so
+        -1 is returned, not raised; check ``hungup`` or the next command's 511. -2 (no such
+        application) raises AGIError.
+        """
+        if not app.isidentifier():
+            raise ValueError(f"not an application name: {app!r}")
+        cmd_args = [",".join(args)] if args else []
+        reply = await self.send("EXEC", app, *cmd_args)
+        if reply.result == -2:
+            raise AGIError(f"no such application: {app}", reply)
+        if reply.result is None:
+            raise AGIError(f"EXEC {app}: unexpected reply {reply.text}", reply)
+        return reply.result
+
+    async def channel_status(self) -> int:
+        reply = await self.send("CHANNEL STATUS")
+        if reply.result is None or reply.result < 0:
+            raise AGIError(f"CHANNEL STATUS failed: {reply.text}", reply)
+        return reply.result
+
+    async def verbose(self, msg: str, level: int = 1) -> None:
+        await self.send("VERBOSE", Quoted(msg), int(level))
+
+    async def hangup(self) -> None:
+        """Hang the channel up. Already dead (511) counts as done."""
+        with contextlib.suppress(AGIHangup):
+            await self.send("HANGUP")
+
+    async def close(self) -> None:
+        """Half-close (Asterisk answers with HANGUP and closes), read briefly until EOF, then close."""
+        if self._closed:
+            return
+        self._closed = True
+        transport = self._writer.transport
+        try:
+            if not transport.is_closing() and self._writer.can_write_eof():
+                self._writer.write_eof()
+            if self._reader_task is not None and not self._reader_task.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._reader_task), self._close_grace)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if self._reader_task is not None and not self._reader_task.done():
+                self._reader_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reader_task
+            self._writer.close()
+            with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+                await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+
+
+# ---------------------------------------------------------------------------- server
+
+
+class AllowList:
+    """Peer addresses allowed to connect (FastAGI has no authentication). Empty allows nobody."""
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        self.networks = tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries)
+
+    def allows(self, host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks)
+
+
+class AGIServer:
+    """FastAGI listener: allow-list, env block with a deadline, routing by script name."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, Handler],
+        *,
+        allow: Sequence[str],
+        env_timeout: float = 5.0,
+        hangup_grace: float = 0.3,
+        close_grace: float = 1.0,
+        command_timeout: float | None = None,
+        line_limit: int = LINE_LIMIT,
+    ) -> None:
+        self.routes = {k.strip("/"): v for k, v in routes.items()}
+        self.allow = AllowList(allow)
+        self.env_timeout = env_timeout
+        self.hangup_grace = hangup_grace
+        self.close_grace = close_grace
+        self.command_timeout = command_timeout
+        self.line_limit = line_limit
+        self._server: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[Any]] = set()
+        self.refused = 0
+        self.rejected = 0
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("server not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self._sessions)
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(
+            self._on_connect, host, port, limit=self.line_limit, backlog=1024, reuse_address=True
+        )
+        log.info("agi.listening", host=host, port=self.port)
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop listening, give running calls ``grace`` seconds, then cancel them."""
+        if self._server is not None:
+            self._server.close()
+        if self._sessions:
+            _, pending = await asyncio.wait(set(self._sessions), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2.0)
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    async def _read_env(self, reader: asyncio.StreamReader) -> Env:
+        parser = EnvParser()
+        async with asyncio.timeout(self.env_timeout):
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError as exc:  # over the line limit
+                    raise EnvError("env line too long") from exc
+                if parser.feed(line):
+                    return parser.result()
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        peername = writer.get_extra_info("peername")
+        peer = str(peername[0]) if peername else "?"
+        if not self.allow.allows(peer):
+            self.refused += 1
+            log.warning("agi.refused", peer=peer, reason="not in agi_allow")
+            writer.transport.abort()
+            return
+        self._sessions.add(task)
+        try:
+            await self._session(reader, writer, peer)
+        finally:
+            self._sessions.discard(task)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+        try:
+            env = await self._read_env(reader)
+        except TimeoutError:
+            self.rejected += 1
+            log.warning("agi.env_timeout", peer=peer, timeout=self.env_timeout)
+            writer.transport.abort()
+            return
+        except (EnvError, ConnectionError, OSError) as exc:
+            self.rejected += 1
+            log.warning("agi.env_rejected", peer=peer, error=str(exc))
+            writer.transport.abort()
+            return
+        channel = AGIChannel(
+            reader, writer, env, peer,
+            hangup_grace=self.hangup_grace, close_grace=self.close_grace,
+            command_timeout=self.command_timeout,
+        )
+        channel.start()
+        handler = self.routes.get(env.script)
+        try:
+            if handler is None:
+                log.warning("agi.unknown_route", peer=peer, script=env.script, channel=channel.channel_name)
+                return
+            await handler(channel)
+        except AGIHangup as exc:
+            channel._log.info("agi.flow_ended_by_hangup", detail=str(exc))
+        except asyncio.CancelledError:
+            channel._log.warning("agi.session_cancelled")
+            raise
+        except Exception:
+            channel._log.exception("agi.handler_failed")
+        finally:
+            await channel.close()
