@@ -35,6 +35,7 @@ class Inmate:
     allowed: frozenset[str] = frozenset()
     active: bool = True
     language: str = ""
+    allowed_only: bool = False     # this inmate may call only their allowed list (court order etc.)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class Policy:
                 facility_id=facility_id, number=number, name=str(raw.get("name", "")), pin_hash=pin_hash,
                 allowed=_numbers(raw.get("allowed"), f"{where}.allowed"),
                 active=bool(raw.get("active", True)), language=str(raw.get("language", "")),
+                allowed_only=bool(raw.get("allowed_only", False)),
             )
         return FacilityPolicy(
             facility_id=facility_id,
@@ -187,6 +189,6 @@ class Policy:
     def allowed(self, inmate: Inmate, e164: str) -> bool:
         """Allowed-list check; privileged numbers are always callable (access to counsel)."""
         fac = self.facilities.get(inmate.facility_id)
-        if fac is None or not fac.require_allowed_list:
+        if fac is None or not (fac.require_allowed_list or inmate.allowed_only):
             return True
         return e164 in inmate.allowed or self.is_privileged(inmate.facility_id, e164)
