@@ -181,10 +181,13 @@ def check_version(regimes: tuple[Regime, ...], version: TariffVersion, facility:
             continue
         if used is not regime:
             missing = regime.missing()
-            findings.append(Finding("warning", f"caps regime {regime.id} (binding from {regime.binding_from}) "
-                                               f"lacks {len(missing)} numbers ({', '.join(missing[:2])}, ...): "
-                                               f"tariffs are checked against {used.id} instead; fill in "
-                                               f"rating/data/caps.toml from {regime.source.split(' - ')[0]}"))
+            source = regime.source.split(" - ")[0]
+            findings.append(Finding(
+                "warning",
+                f"caps regime {regime.id} (binding from {regime.binding_from}) lacks {len(missing)} numbers "
+                f"({', '.join(missing[:2])}, ...): tariffs are checked against {used.id} instead; "
+                f"fill in rating/data/caps.toml from {source}",
+            ))
         tier = used.tier_for(facility)
         if tier is None:
             problem = f"{used.id} has no tier for a {facility.kind} with ADP {facility.adp}"

@@ -52,7 +52,7 @@ class Catalog:
     @property
     def warnings(self) -> list[str]:
         """Messages an operator should see: missing caps numbers, overrides in use."""
-        return [f.message for f in self.findings if f.level in ("warning", "overridden")]
+        return _unique([f.message for f in self.findings if f.level in ("warning", "overridden")])
 
     @property
     def facilities(self) -> tuple[Facility, ...]:
@@ -193,7 +193,7 @@ def load_catalog(facility_dir: str | Path, *, caps_path: str | Path | None = Non
     facilities = load_facility_files(_toml_files(base / "facilities"))
     findings = check_caps(facilities, tariffs, regimes)
     catalog = Catalog(facilities, tariffs, regimes, findings)
-    for message in _unique(catalog.warnings):
+    for message in catalog.warnings:
         log.warning("rating.catalog_warning", detail=message)
     return catalog
 
