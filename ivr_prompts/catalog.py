@@ -118,7 +118,8 @@ def _add(prompts: dict[str, Prompt], prompt_id: str, entry: object, languages: t
 
 
 def _facility_entries(facility_dir: Path, languages: tuple[str, ...]) -> dict[str, dict[str, object]]:
-    """facility_<id> entries from facility files. Fields: id, name; optional name_<lang> per language.
+    """facility_<id> entries from facility files. Fields: id, name; optional name_<lang> per language;
+    files with a ``kind`` other than "facility" (facility groups) are skipped.
 
     A language without its own name says the English name with the English voice: it is a proper name.
     """
@@ -133,6 +134,8 @@ def _facility_entries(facility_dir: Path, languages: tuple[str, ...]) -> dict[st
         except tomllib.TOMLDecodeError as exc:
             raise CatalogError(f"{path}: {exc}") from exc
         table = data.get("facility", data) if isinstance(data.get("facility"), dict) else data
+        if table.get("kind", "facility") != "facility":
+            continue  # e.g. kind = "group": shared defaults, nobody calls from a group
         fac_id, name = table.get("id"), table.get("name")
         if not isinstance(fac_id, str) or not isinstance(name, str) or not name.strip():
             raise CatalogError(f"{path}: a facility file needs string fields 'id' and 'name'")
