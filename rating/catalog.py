@@ -119,8 +119,17 @@ def load_tariff_files(paths: list[Path]) -> dict[str, list[TariffVersion]]:
     """Parse and validate tariff files; versions of one id sorted, unique, and starting in order."""
     by_id: dict[str, list[TariffVersion]] = {}
     for path in paths:
-        version = parse_tariff(Table(read_toml(path), path))
+        version = load_tariff_file(path)
         by_id.setdefault(version.id, []).append(version)
+    return check_version_order(by_id)
+
+
+def load_tariff_file(path: Path) -> TariffVersion:
+    return parse_tariff(Table(read_toml(path), path))
+
+
+def check_version_order(by_id: dict[str, list[TariffVersion]]) -> dict[str, list[TariffVersion]]:
+    """Sort each tariff's versions; numbers unique and start dates increasing with them."""
     for versions in by_id.values():
         versions.sort(key=lambda v: v.version)
         for a, b in itertools.pairwise(versions):
@@ -160,8 +169,13 @@ def load_facility_files(paths: list[Path]) -> dict[str, Facility]:
 
 
 def check_caps(facilities: dict[str, Facility], tariffs: dict[str, list[TariffVersion]],
-               regimes: tuple[Regime, ...], *, only: set[str] | None = None) -> list[Finding]:
-    """Check every version each facility can use during its time in force; raise on uncovered violations."""
+               regimes: tuple[Regime, ...], *, only: set[str] | None = None,
+               strict: bool = True) -> list[Finding]:
+    """Check every version each facility can use during its time in force.
+
+    strict: raise TariffError on the first version with a violation not covered by [cap_override];
+    otherwise return the violations as "error" findings. `only` limits the check to these files.
+    """
     findings: list[Finding] = []
     for fac in facilities.values():
         versions = tariffs.get(fac.tariff_id)
@@ -176,7 +190,8 @@ def check_caps(facilities: dict[str, Facility], tariffs: dict[str, list[TariffVe
                 continue
             end = starts[i + 1] if i + 1 < len(versions) else None
             found = check_version(regimes, version, fac, starts[i], end)
-            raise_errors(found, version.file)
+            if strict:
+                raise_errors(found, version.file)
             findings.extend(found)
     return findings
 
