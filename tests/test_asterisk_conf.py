@@ -511,3 +511,21 @@ def test_cdr_manager_enabled_and_pjsip_sample_is_inert():
     assert ("enabled", "yes") in parse_conf(CONF / "cdr_manager.conf")["general"]
     text = (CONF / "pjsip.conf").read_text(encoding="utf-8")
     assert not [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith(";")]
+
+
+def test_docker_files_use_real_settings_and_the_ami_user():
+    from dataclasses import fields
+
+    from callcontrol.config import Settings
+
+    names = {f.name.upper() for f in fields(Settings)}
+    docker = CONF.parent / "docker"
+    compose = (docker / "docker-compose.yml").read_text(encoding="utf-8")
+    dockerfile = (docker / "Dockerfile").read_text(encoding="utf-8")
+    used = set(re.findall(r"CALLCONTROL_([A-Z_]+)", compose + dockerfile))
+    assert {"REDIS_URL", "DATABASE_URL", "AGI_BIND", "AGI_ALLOW", "AMI_HOST", "AMI_PORT", "AMI_USER",
+            "AMI_SECRET"} <= used
+    assert used <= names, f"unknown settings in docker/: {used - names}"
+    assert "--appendonly" in compose
+    ami_users = [k for k in parse_conf(CONF / "manager.conf") if k != "general"]
+    assert f"AMI_USER:-{ami_users[0]}" in compose
