@@ -39,7 +39,7 @@ __all__ = [
     "Handler",
 ]
 
-log = structlog.get_logger().bind(component="agi")
+log = structlog.get_logger()
 
 Handler = Callable[["AGIChannel"], Awaitable[None]]
 

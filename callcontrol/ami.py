@@ -32,7 +32,7 @@ from callcontrol.ami_wire import (
 
 __all__ = ["AMIAuthError", "AMIClient", "AMIConnectionError", "AMIError", "Message"]
 
-log = structlog.get_logger().bind(component="ami")
+log = structlog.get_logger()
 
 EventCallback = Callable[[Message], Awaitable[None] | None]
 
