@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,8 @@ class FlowContext:
     name_record_ms: int = 5000
     pin_tries: int = 3
     screen_tries: int = 3
+    # called with the seconds from env block to EXEC Dial (benchmarks); None in production
+    on_dial: Callable[[float], None] | None = None
     # call_id -> done event of an inmate session running on this process
     sessions: dict[str, asyncio.Event] = field(default_factory=dict)
     # caller channel -> call id, for calls this process meters without a session (recovered)

@@ -9,6 +9,7 @@ service_unavailable and nothing is charged.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +64,7 @@ class Attempt:
     account: str = ""
     privileged: bool = False
     held: bool = False
+    t0: float = 0.0               # perf_counter at the env block, for the authorization latency
 
     def record_fields(self, outcome: Outcome, reason: str, ended_at: float) -> dict[str, Any]:
         return {
@@ -127,7 +129,8 @@ async def inmate_call(ctx: FlowContext, ch: Any) -> None:
     now = ctx.clock.now()
     facility_id = ch.query.get("facility") or ""
     station = ch.args[1] if len(ch.args) > 1 else (ch.args[0] if ch.args else "")
-    att = Attempt(call_id=new_call_id(now), facility_id=facility_id, station=station, started_at=now)
+    att = Attempt(call_id=new_call_id(now), facility_id=facility_id, station=station, started_at=now,
+                  t0=time.perf_counter())
     bound = log.bind(call_id=att.call_id, facility_id=facility_id, station=station)
     done = asyncio.Event()
     ctx.sessions[att.call_id] = done
@@ -244,7 +247,7 @@ async def _dial_number(ctx: FlowContext, ch: Any, att: Attempt, inmate: Inmate, 
         increment=int(quote.increment_seconds), capped_by=str(getattr(quote, "capped_by", "") or ""),
         quoted_at=quoted_at, available=balance.available, privileged=att.privileged,
         recorded=not att.privileged, name_file=ctx.name_path(att.call_id), caller_channel=ch.channel_name,
-        instance=ctx.instance, created_at=att.started_at,
+        instance=ctx.instance, created_at=att.started_at, dial_at=ctx.clock.now(),
     )
     ctx.remember_quote(state, quote)
     try:
@@ -281,7 +284,8 @@ async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bo
         await _play(ctx, ch, att.lang, "please_hold")
         args = decisions.dial_args(ctx.settings.dial_template, state.e164, ctx.settings.ring_timeout,
                                    att.call_id, state.max_seconds, state.warning_seconds)
-        await ctx.store.update(att.call_id, dial_at=ctx.clock.now())
+        if ctx.on_dial is not None:
+            ctx.on_dial(time.perf_counter() - att.t0)
         bound.info("dialling", seconds=state.max_seconds, hold=state.hold_amount, privileged=att.privileged)
         await ch.exec("Dial", args)
         ended = ctx.clock.now()
