@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from ivr_prompts.catalog import Catalog, facility_prompt_id, load_catalog
@@ -30,13 +31,18 @@ class UnknownPrompt(SpeechError, KeyError):
     """The prompt id does not exist in the catalog for that language."""
 
 
+_facility_dir: Path | None = None  # None: CALLCONTROL_FACILITY_DIR or the repository's facility_data
+
+
 @lru_cache(maxsize=1)
 def _catalog() -> Catalog:
-    return load_catalog()
+    return load_catalog(facility_dir=_facility_dir)
 
 
-def reload_catalog() -> None:
-    """Forget the cached catalog (after new facility files or a catalog edit)."""
+def reload_catalog(facility_dir: Path | None = None) -> None:
+    """Re-read the catalog, e.g. with ``settings.facility_dir`` at start-up or after new facility files."""
+    global _facility_dir
+    _facility_dir = facility_dir
     _catalog.cache_clear()
 
 

@@ -230,3 +230,16 @@ def test_languages_ids_and_facility_names():
     assert {"welcome", "time_warning", "dollars", "n_90", "facility_FAC-07"} <= speech.catalog_ids()
     assert speech.facility_name("FAC-07", "es") == ["facility_FAC-07"]
     assert speech.facility_name("FAC-NOPE", "en") == ["a_correctional_facility"]
+
+
+def test_reload_catalog_with_another_facility_dir(tmp_path):
+    folder = tmp_path / "facilities"
+    folder.mkdir()
+    (folder / "x.toml").write_text('id = "FAC-99"\nname = "Test Jail"\n', encoding="utf-8")
+    try:
+        speech.reload_catalog(tmp_path)
+        assert speech.facility_name("FAC-99", "en") == ["facility_FAC-99"]
+        assert speech.facility_name("FAC-07", "en") == ["facility_FAC-07"]  # catalog.toml fallback
+    finally:
+        speech.reload_catalog()
+    assert speech.facility_name("FAC-99", "en") == ["a_correctional_facility"]
