@@ -62,13 +62,13 @@ def parse_shared_fields(t: Any, defaults: dict[str, Any], *, required: bool) -> 
     """Validate the inheritable fields of a facility or group table. Missing fields fall back to defaults."""
     out: dict[str, Any] = {}
 
-    def get(key: str, reader: Any, **kw: Any) -> Any:
+    def get(key: str, reader: Any, optional: bool = False, **kw: Any) -> Any:
         if t.has(key):
             return reader(key, **kw)
         t.seen.add(key)
         if key in defaults:
             return defaults[key]
-        if required:
+        if required and not optional:
             raise t.error(key, "is required")
         return None
 
@@ -89,7 +89,7 @@ def parse_shared_fields(t: Any, defaults: dict[str, Any], *, required: bool) -> 
     out["tariff"] = get("tariff", t.str, pattern=ID_PATTERN)
     out["max_call_seconds"] = get("max_call_seconds", t.int, lo=60, hi=4 * 3600)
     out["warning_seconds"] = get("warning_seconds", t.int, lo=0, hi=600)
-    blocked = get("blocked_number_types", t.str_list)
+    blocked = get("blocked_number_types", t.str_list, optional=True)
     if blocked is not None and t.has("blocked_number_types"):
         for item in blocked:
             if item not in BLOCKABLE_TYPES:
