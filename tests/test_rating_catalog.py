@@ -278,6 +278,9 @@ def test_malformed_facility_names_file_and_field(tmp_path: Path, old: str, new: 
     assert problem in err.problem, err
 
 
+INC = "billing_increment_seconds"
+
+
 @pytest.mark.parametrize(("old", "new", "field", "problem"), [
     ('local = "0.09"', 'local = "0.0900001"', "rates.local", "6 decimal places"),
     ('local = "0.09"', 'local = "-0.01"', "rates.local", "plain non-negative"),
@@ -285,8 +288,8 @@ def test_malformed_facility_names_file_and_field(tmp_path: Path, old: str, new: 
     ('local = "0.09"', "local = 0.09", None, None),                     # TOML number: parsed as Decimal
     ('local = "0.09"', 'local = "1e-2"', "rates.local", "plain non-negative"),
     ('local = "0.09"\n', "", "rates.local", "required"),
-    ("billing_increment_seconds = 60", "billing_increment_seconds = 45", "billing_increment_seconds", "divide 60"),
-    ("billing_increment_seconds = 60", "billing_increment_seconds = 0", "billing_increment_seconds", "at least 1"),
+    ("billing_increment_seconds = 60", "billing_increment_seconds = 45", INC, "divide 60"),
+    ("billing_increment_seconds = 60", "billing_increment_seconds = 0", INC, "at least 1"),
     ("effective_from = 2024-11-19", 'effective_from = "2024-11-19"', "effective_from", "TOML date"),
     ("effective_from = 2024-11-19", "effective_from = 2024-11-19T00:00:00", "effective_from", "UTC offset"),
     ('percent = "7"', 'percent = "101"', "taxes[0].percent", "sanity limit"),
