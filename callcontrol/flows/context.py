@@ -48,6 +48,8 @@ class FlowContext:
     screen_tries: int = 3
     # called with the seconds from env block to EXEC Dial (benchmarks); None in production
     on_dial: Callable[[float], None] | None = None
+    # called with every call record written (demo narration, tests); None in production
+    on_record: Callable[[dict[str, Any]], None] | None = None
     # call_id -> done event of an inmate session running on this process
     sessions: dict[str, asyncio.Event] = field(default_factory=dict)
     # caller channel -> call id, for calls this process meters without a session (recovered)

@@ -58,6 +58,8 @@ async def record(ctx: FlowContext, call_id: str, fields: dict[str, Any]) -> None
     base.update(fields)
     try:
         await _ledger_retry(ctx.ledger.record_call, f"{call_id}:record", base)
+        if ctx.on_record is not None:
+            ctx.on_record(base)
     except Exception as exc:
         if type(exc).__name__ == "IdConflict":
             return      # recorded already by another path with its own view of the outcome
@@ -145,8 +147,15 @@ async def hangup_route(ctx: FlowContext, ch: Any) -> None:
     session, that session settles it; wait for it rather than race it.
     """
     call_id = ch.query.get("call_id") or (ch.args[0] if ch.args else "")
+    if not call_id:
+        # A handler without the id in its URL: the channel variable is still readable on a dead
+        # channel (GET VARIABLE answers 200 after a hang-up).
+        try:
+            call_id = await ch.get_variable("CALL_ID") or ""
+        except Exception:
+            call_id = ""
     if not CALL_ID_RE.fullmatch(call_id or ""):
-        log.warning("hangup_without_call_id", channel=ch.channel_name)
+        log.info("hangup_without_call_id", channel=ch.channel_name)
         return
     done = ctx.sessions.get(call_id)
     if done is not None:
