@@ -1,0 +1,80 @@
+"""What a simulated call reports back to a test: both AGI transcripts, prompts, keys, dials, timings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class AgiTranscript:
+    """One FastAGI session as bytes each way: (simulated seconds, '>>' Asterisk->controller or '<<', line)."""
+
+    script: str
+    channel: str
+    lines: list[tuple[float, str, bytes]] = field(default_factory=list)
+    status: str = ""            # AGISTATUS: SUCCESS, HANGUP, FAILURE
+
+    def sent(self) -> list[bytes]:
+        return [b for _, d, b in self.lines if d == ">>"]
+
+    def received(self) -> list[bytes]:
+        return [b for _, d, b in self.lines if d == "<<"]
+
+    def commands(self) -> list[str]:
+        return [b.decode(errors="replace").rstrip("\n") for b in self.received()]
+
+
+@dataclass
+class DialAttempt:
+    target: str
+    timeout: float | None
+    options: str
+    started: float
+    ended: float | None = None
+    status: str = ""                       # DIALSTATUS
+    answered_at: float | None = None       # callee answered
+    bridge_start: float | None = None
+    bridge_end: float | None = None
+    limit_ms: int | None = None
+    warning_at: float | None = None        # simulated time the L() warning played
+    warning_files: list[str] = field(default_factory=list)
+    limit_hit: bool = False
+    gosub_result: str | None = None
+    gosub_retval: str | None = None
+    callee_channel: str = ""
+    screen: AgiTranscript | None = None
+    recipient_prompts: list[str] = field(default_factory=list)
+    recipient_keys: list[str] = field(default_factory=list)
+    ended_by: str = ""                      # recipient, caller, limit, gosub, timeout
+
+
+@dataclass
+class CallResult:
+    channel: str
+    uniqueid: str
+    placed_at: float
+    agi: AgiTranscript | None = None
+    hangup_agi: list[AgiTranscript] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)        # played to the handset
+    keys: list[str] = field(default_factory=list)           # handset DTMF delivered to commands
+    dials: list[DialAttempt] = field(default_factory=list)
+    recorded: bool = False                                   # MixMonitor ran on the caller
+    mixmonitor_files: list[str] = field(default_factory=list)
+    recordings: list[str] = field(default_factory=list)      # RECORD FILE targets
+    variables: dict[str, str] = field(default_factory=dict)  # caller channel variables at the end
+    hangup_by: str = ""                                      # handset, recipient, controller, ami, limit
+    hangup_cause: int = 0
+    ended_at: float | None = None
+    agi_status: str = ""
+
+    @property
+    def bridged(self) -> bool:
+        return any(d.bridge_start is not None for d in self.dials)
+
+    @property
+    def last_dial(self) -> DialAttempt | None:
+        return self.dials[-1] if self.dials else None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.ended_at is None else self.ended_at - self.placed_at
