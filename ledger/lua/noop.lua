@@ -1,0 +1,2 @@
+-- Benchmark baseline: the cheapest script, through the same client stack.
+return '=ok'

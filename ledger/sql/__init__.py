@@ -1,0 +1,47 @@
+"""SQL side of the ledger: engines, schema and migrations (`migrate(url)` runs Alembic to head)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+
+from ledger.sql.schema import accounts, call_records, holds, journal, metadata, number_blocks, transfers
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+__all__ = ["accounts", "call_records", "holds", "journal", "make_engine", "metadata", "migrate",
+           "number_blocks", "transfers"]
+
+
+def make_engine(url: str) -> Engine:
+    """An engine; SQLite gets WAL and a busy timeout so the sync worker and the CLI can share a file."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Upgrade the database at `url` to `revision` with the Alembic scripts shipped in ledger/migrations."""
+    from alembic import command  # imported here: keep alembic off the hot import path
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
