@@ -72,6 +72,8 @@ class ManualClock(Clock):
 
     async def advance_to(self, target: float, settle_turns: int = 8) -> None:
         """Move simulated time (seconds since start) forward to `target`, waking sleepers on the way."""
+        for _ in range(settle_turns):
+            await asyncio.sleep(0)
         while self._sleepers and self._sleepers[0][0] <= target:
             deadline, _, fut = heapq.heappop(self._sleepers)
             if fut.done():

@@ -21,8 +21,10 @@ from callcontrol.sim.transcripts import (
     Capture,
     Conductor,
     after_command,
+    is_ami,
     load,
     numeric_reply_within,
+    volatile_ami_header,
 )
 from callcontrol.sim.world import DEFAULT_PROMPTS
 
@@ -113,3 +115,79 @@ def test_caller_hangs_up(capture: str, ext: str, uid: int, seq: int) -> None:
              agi_args=[], variables={"INMATE_ID": f"INM-0{ext}"}, handset=Handset(hangup_after=6.0)), []))
     assert_replayed(conductor)
     assert result.hangup_by == "handset"
+
+
+async def _replay(agi: list[str], ami: list[str], uniqueid_start: int, seq: int, recipients: list[Recipient],
+                  originate: dict | None = None, keep: dict | None = None) -> Conductor:
+    agi_caps = [load(n) for n in agi]
+    ami_caps = [load(n) for n in ami]
+    first = min([c.start for c in agi_caps + ami_caps] + ([originate["at"]] if originate else []))
+    clock = ManualClock(start=first - 0.0005)
+    comparators = [*elapsed_ms_tolerance(), (is_ami, volatile_ami_header)]
+    conductor = Conductor(clock, agi_captures=agi_caps, ami_captures=ami_caps, comparators=comparators)
+    port = await conductor.listen()
+    sim = Simulator(("127.0.0.1", port), clock=clock, config=config(uniqueid_start, seq, *agi_caps), ami_port=0)
+    for r in recipients:
+        sim.add_recipient(r)
+    async with sim:
+        conductor.ami_port = sim.ami.port
+        if originate is not None:
+            delay = originate.pop("at") - first
+            await clock.advance_to(delay)
+            await sim.originate(**originate)
+        await conductor.run()
+        await clock.advance(30)
+    await conductor.close()
+    if keep is not None:
+        keep["dials"] = list(sim.dials)
+    return conductor
+
+
+def test_ami_login_ping_errors_logoff() -> None:
+    assert_replayed(asyncio.run(_replay([], ["ami-login"], 0, 0, [])))
+
+
+def test_ami_login_refused_after_permission_denied() -> None:
+    conductor = asyncio.run(_replay([], ["ami-login-failed"], 0, 0, []))
+    assert conductor.compared >= 9
+    assert not conductor.mismatches, conductor.mismatches
+
+
+def test_ami_originate_getvar_setvar_status_hangup_and_failed_originates() -> None:
+    """AMI events of a whole originated call plus the AGI side of the AMI Hangup, together."""
+    assert_replayed(asyncio.run(_replay(["fastagi-ami-hangup"], ["ami-originate-hangup"], 14, 7, [])))
+
+
+def _originate(ext: str, at: float) -> dict:
+    return dict(at=at, channel=f"Local/{ext}@facility-phones", context="handset-sim", exten="talk",
+                callerid=(f"Inmate 0{ext}", ext), variables=[], channel_id=None, action_id=None, is_async=True)
+
+
+def test_screened_dial_with_limit_from_dialplan() -> None:
+    """facility-phones,103: Answer, Dial(...,U(accept-sub)L(10000:5000)); the accept AGI replays exactly
+    and the L() warning/limit fall 5 s/10 s after the bridge (the capture: 5.001 s and 10.002 s)."""
+    captured: dict = {}
+    conductor = asyncio.run(_replay(["fastagi-accept-sub-limit"], [], 20, 10,
+                                    [Recipient("5559000", ring=2, keys="1", key_delay=1.70, talk=None)],
+                                    originate=_originate("103", load("ami-limit").start + 0.304), keep=captured))
+    assert_replayed(conductor)
+    (dial,) = captured["dials"]
+    assert dial.status == "ANSWER" and dial.limit_hit and dial.ended_by == "limit"
+    assert dial.warning_at is not None and dial.bridge_start is not None and dial.bridge_end is not None
+    assert abs(dial.warning_at - dial.bridge_start - 5.0) < 1e-6
+    assert abs(dial.bridge_end - dial.bridge_start - 10.0) < 1e-6
+    assert dial.warning_files == ["vm-youhave", "digits/4", "queue-seconds"]
+    assert dial.answeredtime_ms is not None and abs(dial.answeredtime_ms - 14685) <= 50
+
+
+def test_unanswered_caller_answeredtime_counts_from_bridge() -> None:
+    """facility-phones,105 (caller not answered before Dial): ANSWEREDTIME counts from the bridge."""
+    captured: dict = {}
+    conductor = asyncio.run(_replay(["fastagi-accept-sub-unanswered-caller"], [], 24, 12,
+                                    [Recipient("5551234", ring=2, keys="1", key_delay=1.70, talk=7.8)],
+                                    originate=_originate("105", load("ami-dial-unanswered-caller").start + 0.304),
+                                    keep=captured))
+    assert_replayed(conductor)
+    (dial,) = captured["dials"]
+    assert dial.answeredtime_ms is not None and dial.dialedtime_ms is not None
+    assert abs(dial.answeredtime_ms - 7813) <= 50 and abs(dial.dialedtime_ms - 11982) <= 50

@@ -68,6 +68,8 @@ async def dial(sim: Simulator, caller: Channel, data: str) -> int:
     now = sim.clock.now()
     attempt = DialAttempt(target=target, timeout=timeout, options=opts.raw, started=now,
                           limit_ms=opts.limit_ms)
+    attempt.caller_channel = caller.name
+    sim.dials.append(attempt)
     recorder = caller.extra.get("result")
     if recorder is not None:
         recorder.dials.append(attempt)
@@ -140,7 +142,7 @@ async def dial(sim: Simulator, caller: Channel, data: str) -> int:
                     return _end(sim, caller, callee, attempt, "ANSWER", -1, "gosub")
             if callee.dead:
                 caller.hangupcause = callee.hangupcause or 16
-                _set_times(sim, caller)
+                _set_times(sim, caller, attempt)
                 return _end(sim, caller, callee, attempt, "ANSWER", -1, "recipient")
         # ---- bridge
         caller.answer()
@@ -151,13 +153,15 @@ async def dial(sim: Simulator, caller: Channel, data: str) -> int:
             sim.destroy_pair(callee, far)
 
 
-def _set_times(sim: Simulator, caller: Channel) -> None:
+def _set_times(sim: Simulator, caller: Channel, attempt: DialAttempt) -> None:
     now = sim.clock.now()
     if caller.answered_at is not None:
         ms = int((now - caller.answered_at) * 1000)
+        attempt.answeredtime_ms = ms
         _set(caller, "ANSWEREDTIME", str(ms // 1000))
         _set(caller, "ANSWEREDTIME_MS", str(ms))
     ms = int((now - caller.created) * 1000)
+    attempt.dialedtime_ms = ms
     _set(caller, "DIALEDTIME", str(ms // 1000))
     _set(caller, "DIALEDTIME_MS", str(ms))
 
@@ -211,7 +215,7 @@ async def _bridge(sim: Simulator, caller: Channel, callee: Channel, attempt: Dia
     sim.events.emit("BridgeDestroy", [("Privilege", "call,all"), *bridge_fields, ("BridgeNumChannels", "0"),
                                       ("BridgeVideoSourceMode", "none")])
     caller.bridge_id = callee.bridge_id = ""
-    _set_times(sim, caller)
+    _set_times(sim, caller, attempt)
     _set(caller, "DIALSTATUS", "ANSWER")
     attempt.status = "ANSWER"
     attempt.ended = sim.clock.now()

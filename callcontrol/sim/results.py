@@ -46,6 +46,9 @@ class DialAttempt:
     recipient_prompts: list[str] = field(default_factory=list)
     recipient_keys: list[str] = field(default_factory=list)
     ended_by: str = ""                      # recipient, caller, limit, gosub, timeout
+    answeredtime_ms: int | None = None      # ANSWEREDTIME_MS Dial set on the caller
+    dialedtime_ms: int | None = None        # DIALEDTIME_MS
+    caller_channel: str = ""
 
 
 @dataclass

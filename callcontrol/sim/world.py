@@ -25,7 +25,7 @@ from callcontrol.sim.apps import Apps
 from callcontrol.sim.channels import CAUSE_TXT, Channel, fmt_cdr_time
 from callcontrol.sim.dialplan import Dialplan, Step, find_exten, production_dialplan, split_args, substitute
 from callcontrol.sim.events import EventBus
-from callcontrol.sim.results import AgiTranscript, CallResult
+from callcontrol.sim.results import AgiTranscript, CallResult, DialAttempt
 from callcontrol.sim.scripts import ActionQueue, Handset, Recipient
 
 DEFAULT_PROMPTS: dict[str, float] = {
@@ -79,6 +79,7 @@ class Simulator:
         self.globals: dict[str, str] = {}
         self.astdb: dict[tuple[str, str], str] = {}
         self.recipients: dict[str, Recipient] = {}
+        self.dials: list[DialAttempt] = []          # every Dial attempt, in order (tests read it)
         self.rng = random.Random(self.config.seed)
         self.stats: Counter[str] = Counter()
         self.dialplan: Dialplan = {**production_dialplan(self.config.subroutines), **(self.config.dialplan or {})}
@@ -266,7 +267,7 @@ class Simulator:
             chan.event("Newexten", "dialplan,all", [("Extension", chan.exten), ("Application", step.app),
                                                     ("AppData", data)])
             hook = chan.extra.pop("on_first_block", None)
-            if hook is not None and step.app in ("AGI", "Answer", "Dial", "Wait"):
+            if hook is not None and step.app in ("AGI", "Answer", "Dial", "Wait", "WaitForCondition"):
                 hook()
             elif hook is not None:
                 chan.extra["on_first_block"] = hook
@@ -441,8 +442,10 @@ class Simulator:
             steps = find_exten(self.dialplan, ctx, exten) if ctx else None
             if steps is not None:
                 one.context, one.exten = ctx, exten
+                one.extra["on_first_block"] = lambda: self.device_state(two, "INUSE")
                 self.spawn(self.run_steps(one, steps))
-            self.device_state(two, "INUSE")
+            else:
+                self.device_state(two, "INUSE")
 
         two.extra["on_first_block"] = dial_begin
         two.extra["on_answer"] = answered
