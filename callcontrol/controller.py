@@ -73,6 +73,7 @@ class Controller:
         self._tasks: list[asyncio.Task[Any]] = []
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
+        self._sync_worker: Any = None
 
     @property
     def agi_port(self) -> int:
@@ -134,6 +135,8 @@ class Controller:
         if self._sync_thread is not None:
             self._sync_stop.set()
             await asyncio.to_thread(self._sync_thread.join, 10)
+            with contextlib.suppress(Exception):
+                self._sync_worker.close()
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.r.delete(HEARTBEAT_KEY.format(self.instance))
@@ -222,12 +225,12 @@ class Controller:
                 log.warning("reaper_failed", error=type(exc).__name__)
 
     def _start_sync(self) -> None:
+        from ledger.sql import migrate
         from ledger.sync import SyncWorker
 
-        from ledger.sql import migrate
-
         migrate(self.sql_url)
-        worker = SyncWorker(self.redis_url, self.sql_url)
+        worker = SyncWorker(self.redis_url, self.sql_url, partitions=self.settings.ledger_partitions)
+        self._sync_worker = worker
 
         def run() -> None:
             try:

@@ -44,6 +44,8 @@ class Denied(Exception):
 def _is_service_failure(exc: BaseException) -> bool:
     """Redis/ledger/rating could not answer: fail closed."""
     name = type(exc).__name__
+    if type(exc).__module__.startswith(("redis", "ledger")) and name not in ("BadInput", "BadId"):
+        return True
     return name in ("LedgerUnavailable", "LedgerInternal", "RatingError", "TariffError") or isinstance(
         exc, ConnectionError | OSError | TimeoutError) or "Redis" in name or name.endswith("ConnectionError")
 

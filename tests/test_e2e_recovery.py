@@ -1,0 +1,91 @@
+"""End to end, failures: Redis unreachable (fail closed) and a controller killed mid-call (another
+instance settles it exactly once through the dialplan's hangup handler)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+from pathlib import Path
+
+from callcontrol.controller import HEARTBEAT_KEY, Controller
+from callcontrol.redis_server import EmbeddedRedis
+from callcontrol.sim import Recipient
+from tests.e2e_support import handset, prompt_ids, running, seed
+
+MARIA = "+13125551234"
+
+
+def test_redis_unreachable_fails_closed(tmp_path: Path) -> None:
+    async def go(server: EmbeddedRedis) -> None:
+        async with running(tmp_path, server.url) as h:
+            account = await seed(h.ledger, MARIA, 500)
+            server.kill()
+            result = await h.call(handset("3125551234"), Recipient(MARIA, keys="1", talk=10))
+            assert result.dials == []                                   # nothing connects
+            heard = prompt_ids(result.prompts)
+            assert "service_unavailable" in heard and "enter_number" not in heard
+            server.start()
+            assert (await h.ledger.balance(account)).posted == 500     # nothing charged (AOF kept it)
+    with EmbeddedRedis(tmp_path / "redis", appendfsync="always") as server:
+        asyncio.run(go(server))
+
+
+async def _crash(ctl: Controller) -> None:
+    """Kill a controller abruptly: no settlement, no goodbye, its heartbeat gone as if its TTL ran out."""
+    assert ctl.agi is not None and ctl.agi._server is not None
+    ctl.agi._server.close()
+    for task in [*ctl._tasks, *ctl.agi._sessions]:
+        task.cancel()
+    await asyncio.sleep(0.05)
+    if ctl.ami is not None:
+        with contextlib.suppress(Exception):
+            await ctl.ami.close()
+    assert ctl.store is not None
+    await ctl.store.r.delete(HEARTBEAT_KEY.format(ctl.instance))
+
+
+def test_controller_killed_mid_call_is_settled_once_elsewhere(tmp_path: Path, redis_url: str) -> None:
+    async def go() -> None:
+        async with running(tmp_path, redis_url, instance="ctl-a") as h:
+            account = await seed(h.ledger, MARIA, 500)
+            task = h.sim.start_call("FAC-07", "0701", extension="0701", handset=handset("3125551234"),
+                                    recipient=Recipient(MARIA, keys="1", talk=200))
+            a = h.controller
+            for _ in range(1000):
+                if a.meter.captures >= 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert a.meter.captures >= 1
+            await _crash(a)
+            b = Controller(replace(a.settings), redis_url=redis_url, clock=h.stack.clock, instance="ctl-b",
+                           run_sync=False, names_dir=str(tmp_path / "names"))
+            b_records: list[dict] = []
+            try:
+                await b.start()                     # recovery: the call is up, b meters it on
+                assert b.ctx is not None
+                b.ctx.on_record = b_records.append
+                assert len(b.meter.calls) == 1
+                result = await task
+                assert result.last_dial is not None and result.last_dial.bridge_start is not None
+                for _ in range(200):
+                    if b_records:
+                        break
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.1)
+                assert len(b_records) == 1          # settled once, by b, via the hangup AGI / AMI
+                rec = b_records[0]
+                assert rec["outcome"] == "completed"
+                assert 200 <= rec["billed_seconds"] <= 206
+                assert rec["amount"] == 34          # 4 minutes at 8.56 c
+                balance = await h.ledger.balance(account)
+                assert (balance.posted, balance.held) == (500 - 34, 0)
+                info = await h.ledger.hold_info(account, rec["call_id"])
+                assert info is not None and info.status == "settled" and info.captured == 34
+                # A second settlement attempt (a late hangup AGI) is a replay, not a second charge.
+                from callcontrol.flows.hangup import settle_call
+                await settle_call(b.ctx, rec["call_id"], b.clock.now() + 500, "late")
+                assert (await h.ledger.balance(account)).posted == 500 - 34
+            finally:
+                await b.stop()
+    asyncio.run(go())
