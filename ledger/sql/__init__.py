@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 
 from ledger.sql.schema import accounts, call_records, holds, journal, metadata, number_blocks, transfers
 
@@ -17,6 +17,9 @@ __all__ = ["accounts", "call_records", "holds", "journal", "make_engine", "metad
 def make_engine(url: str) -> Engine:
     """An engine; SQLite gets WAL and a busy timeout so the sync worker and the CLI can share a file."""
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
