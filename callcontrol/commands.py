@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import signal
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -62,8 +64,11 @@ async def _serve(args: argparse.Namespace, settings: Settings, redis_url: str) -
 
 
 def demo_command(args: argparse.Namespace, settings: Settings) -> int:
-    from callcontrol.demo import run_demo
+    from callcontrol.logs import configure_logging
 
+    # The story goes to stdout; only warnings and errors go to the log (stderr).
+    if settings.log_level.lower() in ("info", ""):
+        configure_logging(settings.log_format, "warning")
     _loop_policy()
     with runtime.redis_url(settings) as url:
         return asyncio.run(run_demo(settings, url, scale=args.scale))
@@ -141,3 +146,171 @@ class Stack:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The demo: scripted calls from FAC-07 through the whole stack, then the statements from SQL
+# ---------------------------------------------------------------------------------------------------
+
+DEMO_FACILITY = "FAC-07"
+DEMO_PIN = "10422468"          # inmate 1042 + passcode 2468 (facility_data/policy/FAC-07.toml)
+# number -> (owner, balance the demo resets it to, in cents); None: no AdvancePay account
+DEMO_ACCOUNTS: dict[str, tuple[str, int | None]] = {
+    "+13125551234": ("Maria (mother)", 500),
+    "+13125552000": ("Dave (brother)", 500),
+    "+13125553000": ("Former partner", 500),
+    "+13125554000": ("Aunt Rosa", 500),
+    "+13125555000": ("Unknown number", None),
+    "+13125556000": ("Grandma Lee", 30),
+    "+13125550100": ("Public defender", 1000),
+}
+
+
+@dataclass
+class DemoCall:
+    title: str
+    number: str          # E.164 of the recipient
+    keys: str = ""       # what the recipient presses
+    talk: float | None = 30.0
+    answer: bool = True
+    outcome: str = ""
+    reason: str = ""
+    billed: int = 0
+    amount: int = 0
+    recorded: bool = False
+    heard: str = ""
+
+
+def demo_calls() -> list[DemoCall]:
+    return [
+        DemoCall("Accepted, talks 2.5 min", "+13125551234", "1", 150),
+        DemoCall("Refused by recipient (2)", "+13125552000", "2"),
+        DemoCall("Blocked by recipient (9)", "+13125553000", "9"),
+        DemoCall("Same number again", "+13125553000", "1"),
+        DemoCall("Not answered", "+13125554000", answer=False),
+        DemoCall("No AdvancePay account", "+13125555000", "1"),
+        DemoCall("Funds run out mid-call (L())", "+13125556000", "1", None),
+        DemoCall("Attorney (privileged)", "+13125550100", "1", 60),
+    ]
+
+
+async def _reset_demo_accounts(ledger: Any, run: str) -> dict[str, str]:
+    """Open the demo accounts (idempotent op ids) and bring each to its demo balance, so a re-run
+    shows the same story; recipient blocks from an earlier run are lifted."""
+    ids: dict[str, str] = {}
+    for number, (owner, cents) in DEMO_ACCOUNTS.items():
+        tag = number[1:]
+        await ledger.set_block(f"demo-unblock-{run}-{tag}", DEMO_FACILITY, number, False, source="demo reset")
+        if cents is None:
+            continue
+        account = await ledger.open_account(f"demo-open-{tag}", DEMO_FACILITY, number, owner=owner)
+        ids[number] = account
+        balance = await ledger.balance(account)
+        if balance.state == "frozen":
+            await ledger.unfreeze(f"demo-unfreeze-{run}-{tag}", account)
+        delta = cents - balance.posted
+        if delta > 0:
+            await ledger.deposit(f"demo-dep-{run}-{tag}", account, delta, source="demo deposit")
+        elif delta < 0:
+            await ledger.adjust(f"demo-adj-{run}-{tag}", account, delta, reason="demo reset")
+    return ids
+
+
+def _money(cents: int) -> str:
+    return f"{'-' if cents < 0 else ''}${abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+def _statement(sql_url: str, accounts_by_number: dict[str, str], since_ms: int) -> list[str]:
+    from sqlalchemy import select
+
+    from ledger.sql import accounts, make_engine, transfers
+
+    lines: list[str] = []
+    engine = make_engine(sql_url)
+    try:
+        with engine.connect() as conn:
+            for number, account in accounts_by_number.items():
+                row = conn.execute(select(accounts).where(accounts.c.account_id == account)).first()
+                if row is None:
+                    continue
+                owner = DEMO_ACCOUNTS[number][0]
+                lines.append(f"  {number}  {owner:<18} posted {_money(row.posted):>8}  "
+                             f"held {_money(row.held)}  state {row.state}")
+                moves = conn.execute(select(transfers).where(transfers.c.account_id == account)
+                                     .where(transfers.c.ts >= since_ms).order_by(transfers.c.id)).all()
+                for m in moves:
+                    what = m.kind + (f" {m.hold_id}" if m.hold_id else "")
+                    lines.append(f"      {what:<36} {_money(m.amount):>8}  "
+                                 f"balance {_money(m.posted_after):>8}")
+    finally:
+        engine.dispose()
+    return lines
+
+
+async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, out: Any = None) -> int:
+    """Seed FAC-07, run the scripted calls over real TCP, sync to SQL and print the story."""
+    import sys
+    import time
+
+    from callcontrol.sim import Handset, Recipient, Record
+    from ledger import Ledger
+    from ledger.sql import migrate
+    from ledger.sync import SyncWorker
+
+    out = out or sys.stdout
+    sql_url = settings.sqlalchemy_url
+    names_dir = Path(settings.data_dir) / "names"
+    await asyncio.to_thread(migrate, sql_url)
+    since_ms = int(time.time() * 1000) - 1000
+    run = f"{int(time.time() * 1000):x}"
+    ledger = await Ledger.connect(redis_url, partitions=settings.ledger_partitions,
+                                  max_amount=settings.max_amount)
+    records: list[dict[str, Any]] = []
+    try:
+        accounts_by_number = await _reset_demo_accounts(ledger, run)
+        stack = Stack(settings, redis_url, scale=scale, sql_url=sql_url, run_sync=False,
+                      names_dir=str(names_dir))
+        await stack.start()
+        try:
+            assert stack.controller.ctx is not None
+            stack.controller.ctx.on_record = records.append
+            print(f"AdvancePay demo: {DEMO_FACILITY}, controller on 127.0.0.1:{stack.agi_port}, simulated "
+                  f"Asterisk at {round(1 / scale)}x speed\n", file=out)
+            calls = demo_calls()
+            for i, call in enumerate(calls, 1):
+                before = len(records)
+                digits = call.number[2:] if call.number.startswith("+1") else "011" + call.number[1:]
+                handset = Handset(actions=["1", DEMO_PIN, digits, Record("#")])
+                recipient = Recipient(call.number, keys=call.keys, talk=call.talk, answer=call.answer)
+                result = await stack.sim.place_call(DEMO_FACILITY, f"07{i:02d}", extension=f"07{i:02d}",
+                                                    handset=handset, recipient=recipient)
+                await asyncio.sleep(0.02)
+                rec = records[-1] if len(records) > before else {}
+                call.outcome, call.reason = rec.get("outcome", "?"), rec.get("reason", "")
+                call.billed, call.amount = rec.get("billed_seconds", 0), rec.get("amount", 0)
+                call.recorded = bool(result.recorded)
+                spoken = [p.rsplit("/", 1)[-1] for p in result.prompts if p.startswith("advancepay/")]
+                tail = [p for p in spoken if p not in ("goodbye", "please_hold")]
+                call.heard = tail[-1] if tail and tail[-1] != "monitoring_notice" else (spoken or [""])[-1]
+        finally:
+            await stack.stop()
+        worker = SyncWorker(redis_url, sql_url, partitions=settings.ledger_partitions)
+        try:
+            synced = await asyncio.to_thread(worker.drain)
+        finally:
+            worker.close()
+        head = f"{'#':>2}  {'call':<30} {'number':<13} {'outcome':<10} {'reason':<18} {'billed':>6} " \
+               f"{'charged':>8}  {'rec':<3}  inmate heard"
+        print(head, file=out)
+        print("-" * len(head), file=out)
+        for i, c in enumerate(calls, 1):
+            print(f"{i:>2}  {c.title:<30} {c.number:<13} {c.outcome:<10} {c.reason[:18]:<18} {c.billed:>5}s "
+                  f"{_money(c.amount):>8}  {'yes' if c.recorded else 'no':<3}  {c.heard}", file=out)
+        print(f"\nSynced {synced} journal entries to {sql_url.split('://', 1)[0]}. Account statements "
+              f"(this run, from SQL):", file=out)
+        for line in await asyncio.to_thread(_statement, sql_url, accounts_by_number, since_ms):
+            print(line, file=out)
+        bad = [c for c in calls if c.outcome in ("", "?", "failed")]
+        return 1 if bad else 0
+    finally:
+        await ledger.close()
