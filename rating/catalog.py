@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,8 @@ import structlog
 
 from rating import numbers
 from rating.caps import Finding, Regime, check_version, load_caps, raise_errors
-from rating.errors import RatingError, TariffError, UnknownFacility
-from rating.facility import Facility, parse_facility, parse_group
+from rating.errors import NumberRefused, RatingError, TariffError, UnknownFacility
+from rating.facility import Facility, parse_facility, parse_group, timestamp
 from rating.pricing import Pricing
 from rating.quote import Destination, Quote
 from rating.tariff import CallClass, TariffVersion, parse_tariff
@@ -44,6 +45,7 @@ class Catalog:
         self.regimes = regimes
         self.findings = findings
         self._schedules: dict[str, Schedule] = {}
+        self._cached = functools.lru_cache(maxsize=numbers.CACHE_SIZE)(self._classify_uncached)
         for fac in facilities.values():
             versions = tariffs[fac.tariff_id]
             starts = tuple(v.effective_ts(fac.tz) for v in versions)
@@ -68,9 +70,28 @@ class Catalog:
         """Normalize, validate and classify a dialled number for a facility; NumberRefused if not allowed."""
         return self._classify(self.facility(facility_id), dialled)
 
+    def clear_cache(self) -> None:
+        """Forget cached classifications (this catalog's and the shared per-number cache)."""
+        self._cached.cache_clear()
+        numbers.lookup.cache_clear()
+
     def _classify(self, fac: Facility, dialled: str) -> Destination:
-        info = numbers.lookup(numbers.normalize(dialled))
-        numbers.refuse_by_policy(info, fac.blocked_types)
+        if isinstance(dialled, str) and len(dialled) <= numbers.MAX_INPUT_CHARS:
+            found = self._cached(fac.id, dialled)
+        else:
+            found = self._classify_uncached(fac.id, dialled)
+        if isinstance(found, Destination):
+            return found
+        raise NumberRefused(*found)
+
+    def _classify_uncached(self, facility_id: str, dialled: str) -> Destination | tuple[str, str]:
+        """Destination, or (code, message) of the refusal (cached as a value, raised by the caller)."""
+        fac = self._facilities[facility_id]
+        try:
+            info = numbers.lookup(numbers.normalize(dialled))
+            numbers.refuse_by_policy(info, fac.blocked_types)
+        except NumberRefused as exc:
+            return exc.code, exc.message
         region = info.region
         assert region is not None
         if region in US_REGIONS:
@@ -86,7 +107,7 @@ class Catalog:
 
     def version_at(self, facility_id: str, at: dt.datetime) -> TariffVersion:
         fac = self.facility(facility_id)
-        version = self._schedules[fac.id].at(_timestamp(at))
+        version = self._schedules[fac.id].at(timestamp(at))
         if version is None:
             raise RatingError(f"no version of tariff {fac.tariff_id} is in force at {at.isoformat()}")
         return version
@@ -94,19 +115,13 @@ class Catalog:
     def quote(self, facility_id: str, dialled: str, at: dt.datetime) -> Quote:
         """Quote a call starting at `at` (tz-aware), rated by the tariff version in force then."""
         fac = self.facility(facility_id)
-        ts = _timestamp(at)
+        ts = timestamp(at)
         dest = self._classify(fac, dialled)
         version = self._schedules[fac.id].at(ts)
         if version is None:
             raise RatingError(f"no version of tariff {fac.tariff_id} is in force at {at.isoformat()}")
         pricing: Pricing = version.pricing(dest.call_class, dest.region, dest.country_code)
-        return Quote(dest, fac, at, version, pricing)
-
-
-def _timestamp(at: Any) -> float:
-    if not isinstance(at, dt.datetime) or at.utcoffset() is None:
-        raise RatingError(f"a time-zone-aware datetime is required, got {at!r}")
-    return at.timestamp()
+        return Quote(dest, fac, at, version, pricing, ts)
 
 
 def _toml_files(directory: Path) -> list[Path]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rating.errors import RatingError
 from rating.hours import DAYS, CallingHours, parse_day
 from rating.numbers import BLOCKABLE_TYPES
 from rating.usgeo import FACILITY_STATES
@@ -41,21 +42,41 @@ class Facility:
     file: str
     local_set: frozenset[str]
 
+    # [start, close) of the last open stretch seen, in absolute seconds: quotes inside it skip the
+    # calendar arithmetic. Only stretches without a UTC-offset change are kept.
+    _stretch: list[float] = field(default_factory=lambda: [0.0, 0.0], compare=False, repr=False)
+
     def is_open(self, at: dt.datetime) -> bool:
-        _aware(at)
+        timestamp(at)
         return self.hours.is_open(at.astimezone(self.tz))
 
     def seconds_until_close(self, at: dt.datetime) -> int | None:
         """Seconds until calling hours end (0 if closed now, None if the facility never closes)."""
-        _aware(at)
-        return self.hours.seconds_until_close(at, self.tz)
+        return self.close_after(at, timestamp(at))
+
+    def close_after(self, at: dt.datetime, ts: float) -> int | None:
+        """seconds_until_close for an `at` already checked, with ts = at.timestamp()."""
+        hours = self.hours
+        if hours.always_open:
+            return None
+        lo, hi = self._stretch
+        if lo <= ts < hi:
+            return int(hi - ts)
+        stretch = hours.open_stretch(at, self.tz)
+        if stretch is None:
+            return 0
+        lo, hi = stretch
+        tz = self.tz
+        if dt.datetime.fromtimestamp(lo, tz).utcoffset() == dt.datetime.fromtimestamp(hi - 1, tz).utcoffset():
+            self._stretch[:] = (lo, hi)
+        return max(0, int(hi - ts))
 
 
-def _aware(at: dt.datetime) -> None:
-    if not isinstance(at, dt.datetime) or at.tzinfo is None or at.utcoffset() is None:
-        from rating.errors import RatingError
-
+def timestamp(at: object) -> float:
+    """at.timestamp() for a time-zone-aware datetime; RatingError for anything else."""
+    if not isinstance(at, dt.datetime) or at.utcoffset() is None:
         raise RatingError(f"a time-zone-aware datetime is required, got {at!r}")
+    return at.timestamp()
 
 
 def parse_shared_fields(t: Any, defaults: dict[str, Any], *, required: bool) -> dict[str, Any]:

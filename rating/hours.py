@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -46,44 +46,51 @@ class CallingHours:
     """Seven days (Monday first) of open windows, interpreted in the facility's time zone."""
 
     days: tuple[tuple[Window, ...], ...]
+    always_open: bool = field(init=False)
 
-    @property
-    def always_open(self) -> bool:
-        return all(day == ((0, DAY_SECONDS),) for day in self.days)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "always_open", all(day == ((0, DAY_SECONDS),) for day in self.days))
 
     def is_open(self, local: dt.datetime) -> bool:
         sec = local.hour * 3600 + local.minute * 60 + local.second
         return any(s <= sec < e for s, e in self.days[local.weekday()])
 
-    def seconds_until_close(self, at: dt.datetime, tz: ZoneInfo) -> int | None:
-        """Whole seconds from `at` until the facility next closes; 0 if closed now; None if never closes.
+    def open_stretch(self, at: dt.datetime, tz: ZoneInfo) -> tuple[float, float] | None:
+        """(start, close) instants of the open stretch containing `at`; None if closed at `at`.
 
-        Windows that meet at midnight are one open stretch. The close instant is the local wall-clock
-        end converted to an absolute time, so DST days are counted in real seconds.
+        Windows that meet at midnight are one stretch. Wall-clock bounds are converted to absolute
+        time in `tz`, so DST days are counted in real seconds.
         """
-        if self.always_open:
-            return None
         local = at.astimezone(tz)
         sec = local.hour * 3600 + local.minute * 60 + local.second
         weekday = local.weekday()
-        end = next((e for s, e in self.days[weekday] if s <= sec < e), None)
-        if end is None:
-            return 0
+        window = next(((s, e) for s, e in self.days[weekday] if s <= sec < e), None)
+        if window is None:
+            return None
+        start, end = window
         day = local.date()
-        for _ in range(8):  # follow windows running into the next day
+        midnight = dt.datetime(day.year, day.month, day.day, tzinfo=tz)
+        opened = (midnight + dt.timedelta(seconds=start)).timestamp()
+        for _ in range(8):  # follow windows running on past midnight
             if end < DAY_SECONDS:
+                break
+            following = self.days[(weekday + 1) % 7]
+            if not following or following[0][0] != 0:
                 break
             day += dt.timedelta(days=1)
             weekday = (weekday + 1) % 7
-            first = self.days[weekday][0] if self.days[weekday] else None
-            if not first or first[0] != 0:
-                end = DAY_SECONDS
-                day -= dt.timedelta(days=1)
-                break
-            end = first[1]
-        close = dt.datetime(day.year, day.month, day.day, tzinfo=tz) + dt.timedelta(seconds=end)
-        remaining = close.timestamp() - at.timestamp()
-        return max(0, int(remaining))
+            end = following[0][1]
+            midnight = dt.datetime(day.year, day.month, day.day, tzinfo=tz)
+        return opened, (midnight + dt.timedelta(seconds=end)).timestamp()
+
+    def seconds_until_close(self, at: dt.datetime, tz: ZoneInfo) -> int | None:
+        """Whole seconds from `at` until the facility next closes; 0 if closed now; None if never closes."""
+        if self.always_open:
+            return None
+        stretch = self.open_stretch(at, tz)
+        if stretch is None:
+            return 0
+        return max(0, int(stretch[1] - at.timestamp()))
 
 
 def format_window(window: Window) -> str:

@@ -1,9 +1,11 @@
 """Dialled-string normalization and number lookup (validity, type, region, US state).
 
-Two paths give the same answer: the slow path hands "+<digits>" to phonenumbers.parse; the NANP fast
-path skips parsing (the digits are already the country code 1 and a 10-digit national number) and
-applies phonenumbers' own metadata patterns, precompiled, in the order phonenumbers documents for
-region lookup and number typing. Property tests hold the two equal. Results are cached per number.
+The reference (slow) path is plain phonenumbers: parse "+<digits>", is_valid_number, number_type,
+region_code_for_number. The fast paths give the same answers for less: they apply phonenumbers' own
+metadata patterns, compiled once, in the order phonenumbers uses for region lookup and typing (once,
+where the reference runs them two or three times); NANP numbers also skip parsing, since "1" + 10
+digits already are the country code and the national number. Tests hold fast == slow. Results are
+cached per number.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, NumberParseException
+from phonenumbers.phonenumberutil import REGION_CODE_FOR_NON_GEO_ENTITY as NON_GEO
 
 from rating.errors import NumberRefused
 from rating.usgeo import US_REGIONS, npa_states
@@ -113,18 +116,24 @@ def lookup_slow(digits: str) -> NumberInfo:
     return _finish(e164, num.country_code, region, TYPE_NAMES[phonenumbers.number_type(num)])
 
 
-class _Desc:
-    __slots__ = ("lengths", "pattern")
+Check = tuple[frozenset[int], "re.Pattern[str]"]   # (possible lengths or empty = any, pattern)
 
-    def __init__(self, desc: object) -> None:
-        pattern = getattr(desc, "national_number_pattern", None) if desc is not None else None
-        self.pattern = re.compile(pattern) if pattern else None
-        self.lengths = frozenset(getattr(desc, "possible_length", None) or ())
 
-    def matches(self, nn: str) -> bool:
-        if self.pattern is None or (self.lengths and len(nn) not in self.lengths):
-            return False
-        return self.pattern.fullmatch(nn) is not None
+def _check(desc: object) -> Check | None:
+    """A PhoneNumberDesc as (lengths, compiled pattern); None when it can never match."""
+    pattern = getattr(desc, "national_number_pattern", None) if desc is not None else None
+    if not pattern:
+        return None
+    return frozenset(getattr(desc, "possible_length", None) or ()), re.compile(pattern)
+
+
+def _matches(check: Check | None, nn: str) -> bool:
+    if check is None:
+        return False
+    lengths, pattern = check
+    if lengths and len(nn) not in lengths:
+        return False
+    return pattern.fullmatch(nn) is not None
 
 
 _SPECIAL_TYPES = (
@@ -133,63 +142,101 @@ _SPECIAL_TYPES = (
 
 
 class _Region:
-    """One NANP region's metadata, compiled once."""
+    """One region's metadata, compiled once."""
 
-    def __init__(self, code: str) -> None:
-        md = PhoneMetadata.metadata_for_region(code, None)
+    def __init__(self, code: str, md: PhoneMetadata) -> None:
         self.code = code
-        self.present = md is not None
-        self.leading = re.compile(md.leading_digits) if md is not None and md.leading_digits else None
-        self.general = _Desc(md.general_desc if md else None)
-        self.specials = tuple((name, _Desc(getattr(md, name, None))) for name in _SPECIAL_TYPES)
-        self.fixed = _Desc(md.fixed_line if md else None)
-        self.mobile = _Desc(md.mobile if md else None)
-        self.same = bool(md.same_mobile_and_fixed_line_pattern) if md else False
+        self.leading = re.compile(md.leading_digits) if md.leading_digits else None
+        self.general = _check(md.general_desc)
+        specials = ((name, _check(getattr(md, name, None))) for name in _SPECIAL_TYPES)
+        self.specials = tuple((name, c[0], c[1]) for name, c in specials if c is not None)
+        self.fixed = _check(md.fixed_line)
+        self.mobile = _check(md.mobile)
+        self.same = bool(md.same_mobile_and_fixed_line_pattern)
 
     def type_of(self, nn: str) -> str:
-        if not self.general.matches(nn):
+        """phonenumbers' number-type rules: general pattern, then special types in order, then
+        fixed line / mobile."""
+        if not _matches(self.general, nn):
             return "unknown"
-        for name, desc in self.specials:
-            if desc.matches(nn):
+        size = len(nn)
+        for name, lengths, pattern in self.specials:
+            if (not lengths or size in lengths) and pattern.fullmatch(nn) is not None:
                 return name
-        if self.fixed.matches(nn):
-            return "fixed_line_or_mobile" if self.same or self.mobile.matches(nn) else "fixed_line"
-        if not self.same and self.mobile.matches(nn):
+        if _matches(self.fixed, nn):
+            return "fixed_line_or_mobile" if self.same or _matches(self.mobile, nn) else "fixed_line"
+        if not self.same and _matches(self.mobile, nn):
             return "mobile"
         return "unknown"
 
 
 @functools.cache
-def _nanp_regions() -> tuple[_Region, ...]:
-    return tuple(r for r in (_Region(c) for c in COUNTRY_CODE_TO_REGION_CODE[1]) if r.present)
+def _regions(country_code: int) -> tuple[_Region, ...]:
+    out = []
+    for code in COUNTRY_CODE_TO_REGION_CODE.get(country_code, ()):
+        if code == NON_GEO:
+            md = PhoneMetadata.metadata_for_nongeo_region(country_code, None)
+        else:
+            md = PhoneMetadata.metadata_for_region(code, None)
+        if md is not None:
+            out.append(_Region(code, md))
+    return tuple(out)
+
+
+def _region_and_type(country_code: int, nsn: str) -> tuple[str, str] | None:
+    """phonenumbers' region_code_for_number + number_type, on precompiled patterns.
+
+    Several regions share a code: the first whose leading digits match, or (regions without
+    leading digits) whose patterns give the number a type, owns it. Invalid: None.
+    """
+    regions = _regions(country_code)
+    if not regions:
+        return None
+    if len(regions) == 1:
+        found = regions[0]
+    else:
+        for region in regions:
+            if region.leading is None:
+                type_name = region.type_of(nsn)
+                if type_name != "unknown":
+                    return region.code, type_name
+            elif region.leading.match(nsn):
+                found = region
+                break
+        else:
+            return None
+    type_name = found.type_of(nsn)
+    return None if type_name == "unknown" else (found.code, type_name)
 
 
 def lookup_nanp(digits: str) -> NumberInfo:
-    """Fast path for "1" + 10 digits: region by leading digits or full typing, then the type."""
-    nn = digits[1:]
-    found = None
-    for region in _nanp_regions():
-        if region.leading is not None:
-            if region.leading.match(nn):
-                found = region
-                break
-        elif region.type_of(nn) != "unknown":
-            found = region
-            break
+    """Fast path for "1" + 10 digits: no parsing, the digits already are country code + national number."""
+    found = _region_and_type(1, digits[1:])
     if found is None:
         return _invalid(digits, 1)
-    type_name = found.type_of(nn)
-    if type_name == "unknown":
-        return _invalid(digits, 1)
-    return _finish("+" + digits, 1, found.code, type_name)
+    return _finish("+" + digits, 1, *found)
+
+
+def lookup_international(digits: str) -> NumberInfo:
+    """phonenumbers.parse (country code, national prefix, leading zeros), then precompiled typing."""
+    try:
+        num = phonenumbers.parse("+" + digits, None)
+    except NumberParseException:
+        return _invalid(digits)
+    cc = num.country_code
+    nsn = phonenumbers.national_significant_number(num)
+    found = _region_and_type(cc, nsn)
+    if found is None:
+        return _invalid(digits, cc)
+    return _finish(f"+{cc}{nsn}", cc, *found)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def lookup(digits: str) -> NumberInfo:
-    """Cached lookup of E.164 digits; NANP numbers take the fast path."""
-    if len(digits) == 11 and digits[0] == "1" and digits[1] not in "01":
+    """Cached lookup of E.164 digits; NANP numbers skip parsing altogether."""
+    if len(digits) == 11 and digits[0] == "1":
         return lookup_nanp(digits)
-    return lookup_slow(digits)
+    return lookup_international(digits)
 
 
 def refuse_by_policy(info: NumberInfo, blocked_types: frozenset[str]) -> None:

@@ -31,13 +31,14 @@ class Quote:
     All amounts come from one cost function (Pricing.cost); cost(max_duration(b)) <= b always.
     """
 
-    __slots__ = ("_close", "_pricing", "at", "capped_by", "destination", "facility", "tariff")
+    __slots__ = ("_close", "_pricing", "_ts", "at", "capped_by", "destination", "facility", "tariff")
 
     def __init__(self, destination: Destination, facility: Facility, at: dt.datetime,
-                 tariff: TariffVersion, pricing: Pricing) -> None:
+                 tariff: TariffVersion, pricing: Pricing, ts: float) -> None:
         self.destination = destination
         self.facility = facility
         self.at = at
+        self._ts = ts
         self.tariff = tariff
         self._pricing = pricing
         self._close: int | bool | None = False    # False: not computed yet
@@ -92,7 +93,7 @@ class Quote:
     @property
     def seconds_until_close(self) -> int | None:
         if self._close is False:
-            self._close = self.facility.seconds_until_close(self.at)
+            self._close = self.facility.close_after(self.at, self._ts)
         return self._close  # type: ignore[return-value]
 
     def limit(self, available: int) -> tuple[int, str]:
@@ -105,14 +106,13 @@ class Quote:
         else:
             n = p.increments_within(available)
             funds = None if n is None else n * p.increment
+        # ties go to the first of LIMIT_ORDER: curfew, facility_max, funds
+        best, reason = self.facility.max_call_seconds, "facility_max"
         close = self.seconds_until_close
-        limits = {"curfew": close, "facility_max": self.facility.max_call_seconds, "funds": funds}
-        best, reason = None, "facility_max"
-        for name in LIMIT_ORDER:
-            value = limits[name]
-            if value is not None and (best is None or value < best):
-                best, reason = value, name
-        assert best is not None
+        if close is not None and close <= best:
+            best, reason = close, "curfew"
+        if funds is not None and funds < best:
+            best, reason = funds, "funds"
         self.capped_by = reason
         return best, reason
 

@@ -148,6 +148,37 @@ def test_nanp_fast_path_equals_phonenumbers_slow_path(national: str) -> None:
     assert nums.lookup_nanp("1" + national) == nums.lookup_slow("1" + national)
 
 
+def test_international_fast_path_equals_slow_path_on_every_example_number() -> None:
+    """phonenumbers' example number of every type in every region (and non-geographic code)."""
+    from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+    checked = 0
+    for cc, regions in COUNTRY_CODE_TO_REGION_CODE.items():
+        for region in regions:
+            for kind in nums.TYPE_NAMES:
+                if region == "001":
+                    num = phonenumbers.example_number_for_non_geo_entity(cc)
+                else:
+                    num = phonenumbers.example_number_for_type(region, kind)
+                if num is None:
+                    continue
+                digits = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)[1:]
+                for variant in (digits, digits[:-1], digits + "0"):
+                    assert nums.lookup_international(variant) == nums.lookup_slow(variant), variant
+                checked += 1
+    assert checked > 1000
+
+
+CODES = sorted(c for c in __import__("phonenumbers").phonenumberutil.COUNTRY_CODE_TO_REGION_CODE if c != 1)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(CODES), st.text("0123456789", min_size=4, max_size=13))
+def test_international_fast_path_equals_slow_path(cc: int, rest: str) -> None:
+    digits = f"{cc}{rest}"
+    assert nums.lookup_international(digits) == nums.lookup_slow(digits)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.tuples(st.sampled_from(KNOWN_NPAS[:200]), st.sampled_from("23456789"),
                  st.text("0123456789", min_size=6, max_size=6)).map("".join),
