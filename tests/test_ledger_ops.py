@@ -1,0 +1,323 @@
+"""Ledger operation semantics against a real redis-server: two-phase holds, states, idempotency, bad input."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from ledger import (
+    AccountNotActive,
+    BadAmount,
+    BadId,
+    BadInput,
+    ExceedsHold,
+    HoldNotPending,
+    IdConflict,
+    InsufficientFunds,
+    LedgerUnavailable,
+    UnknownAccount,
+    UnknownHold,
+)
+from ledger.errors import AccountNotEmpty
+from ledger.facade import SyncLedger
+
+FAC = "FAC-01"
+NUM = "+13125550100"
+
+
+@pytest.fixture
+def led(redis_url: str) -> Iterator[SyncLedger]:
+    with SyncLedger(redis_url) as ledger:
+        yield ledger
+
+
+@pytest.fixture
+def acct(led: SyncLedger) -> str:
+    account = led.open_account("open-1", FAC, NUM, "Pat Doe")
+    led.deposit("dep-1", account, 10_000)
+    return account
+
+
+def dump(url: str) -> dict[bytes, bytes]:
+    """Every key of the database, serialised: equal dumps mean nothing changed."""
+    client = redis.Redis.from_url(url)
+    try:
+        return {key: client.dump(key) for key in sorted(client.keys("*"))}
+    finally:
+        client.close()
+
+
+def test_open_is_idempotent_and_funding_activates(led: SyncLedger) -> None:
+    account = led.open_account("o1", FAC, NUM, "Pat")
+    assert led.open_account("o1", FAC, NUM, "Pat") == account
+    assert led.open_account("o2", FAC, NUM) == account              # same number, same account
+    assert led.find_account(FAC, NUM) == account
+    assert led.find_account(FAC, "+13125550199") is None
+    other = led.open_account("o3", "FAC-02", NUM)                  # one person, several accounts
+    assert other != account
+    assert led.balance(account).state == "opened"
+    b = led.deposit("d1", account, 2_500, source="web", reference="pay-77")
+    assert (b.posted, b.held, b.available, b.state) == (2_500, 0, 2_500, "active")
+
+
+def test_hold_capture_settle(led: SyncLedger, acct: str) -> None:
+    b = led.hold("h1", acct, "call-1", 3_000, lease_seconds=600, meta={"call_id": "call-1"})
+    assert (b.posted, b.held, b.available) == (10_000, 3_000, 7_000)
+    s = led.capture("c1", acct, "call-1", 1_000)
+    assert (s.amount, s.captured, s.status, s.meta) == (3_000, 1_000, "pending", {"call_id": "call-1"})
+    led.capture("c2", acct, "call-1", 1_500)
+    with pytest.raises(ExceedsHold):
+        led.capture("c3", acct, "call-1", 501)
+    assert led.balance(acct).available == 7_000                     # captures move held to posted-out
+    assert led.balance(acct).posted == 7_500
+    with pytest.raises(ExceedsHold):
+        led.settle("s0", acct, "call-1", 3_001)
+    with pytest.raises(BadAmount):
+        led.settle("s0", acct, "call-1", 2_000)                     # below what is already captured
+    s = led.settle("s1", acct, "call-1", 2_700)
+    assert (s.captured, s.status) == (2_700, "settled")
+    b = led.balance(acct)
+    assert (b.posted, b.held, b.available) == (7_300, 0, 7_300)
+    with pytest.raises(HoldNotPending):                            # a hold resolves at most once
+        led.void("v1", acct, "call-1")
+    with pytest.raises(HoldNotPending):
+        led.settle("s2", acct, "call-1", 2_700)
+    with pytest.raises(HoldNotPending):
+        led.capture("c4", acct, "call-1", 1)
+    assert led.hold_info(acct, "call-1") == s
+
+
+def test_void_keeps_captured_part_and_settle_zero_releases_all(led: SyncLedger, acct: str) -> None:
+    led.hold("h1", acct, "a", 4_000, lease_seconds=600)
+    led.capture("c1", acct, "a", 700)
+    v = led.void("v1", acct, "a", reason="caller hung up")
+    assert (v.captured, v.status) == (700, "voided")
+    assert led.balance(acct) .available == 9_300
+    led.hold("h2", acct, "b", 1_000, lease_seconds=600)
+    assert led.settle("s1", acct, "b", 0).status == "settled"      # nothing billed: all released
+    b = led.balance(acct)
+    assert (b.posted, b.held) == (9_300, 0)
+
+
+def test_hold_refused_beyond_available(led: SyncLedger, acct: str) -> None:
+    led.hold("h1", acct, "a", 9_000, lease_seconds=600)
+    before = led.balance(acct)
+    with pytest.raises(InsufficientFunds):
+        led.hold("h2", acct, "b", 1_001, lease_seconds=600)
+    assert led.balance(acct) == before
+    led.hold("h3", acct, "c", 1_000, lease_seconds=600)
+    assert led.balance(acct).available == 0
+    with pytest.raises(IdConflict):                                 # a hold id is used once per account
+        led.hold("h4", acct, "a", 1, lease_seconds=600)
+    with pytest.raises(UnknownHold):
+        led.capture("c1", acct, "nope", 1)
+    assert led.hold_info(acct, "nope") is None
+
+
+def test_replay_returns_first_result_and_conflicts_are_refused(led: SyncLedger, acct: str) -> None:
+    first = led.deposit("d2", acct, 500)
+    led.deposit("d3", acct, 700)
+    assert led.deposit("d2", acct, 500) == first                    # the first result, not today's balance
+    assert led.balance(acct).posted == 11_200
+    with pytest.raises(IdConflict):
+        led.deposit("d2", acct, 501)
+    with pytest.raises(IdConflict):
+        led.refund("d2", acct, 500)                                 # same id, other operation
+    h = led.hold("h1", acct, "x", 100, lease_seconds=60)
+    assert led.hold("h1", acct, "x", 100, lease_seconds=60) == h
+    s = led.settle("s1", acct, "x", 50)
+    assert led.settle("s1", acct, "x", 50) == s
+    with pytest.raises(IdConflict):
+        led.settle("s1", acct, "x", 60)
+    # A refusal is not recorded: the same id may succeed once the account can pay.
+    with pytest.raises(InsufficientFunds):
+        led.refund("r1", acct, 20_000)
+    led.deposit("d4", acct, 10_000)
+    assert led.refund("r1", acct, 20_000).posted == 1_150
+
+
+def test_frozen_account_lets_a_running_call_finish(led: SyncLedger, acct: str) -> None:
+    led.hold("h1", acct, "run", 2_000, lease_seconds=600)
+    led.hold("h2", acct, "run2", 1_000, lease_seconds=600)
+    led.capture("c1", acct, "run", 500)
+    assert led.freeze("f1", acct, reason="chargeback").state == "frozen"
+    with pytest.raises(AccountNotActive):
+        led.capture("c2", acct, "run", 500)                         # the controller hangs up
+    with pytest.raises(AccountNotActive):
+        led.hold("h3", acct, "new", 100, lease_seconds=60)
+    with pytest.raises(AccountNotActive):
+        led.deposit("d9", acct, 100)
+    assert led.settle("s1", acct, "run", 900).status == "settled"
+    assert led.void("v1", acct, "run2").status == "voided"
+    assert led.refund("r1", acct, 100).state == "frozen"
+    b = led.unfreeze("u1", acct)
+    assert (b.state, b.posted, b.held) == ("active", 9_000, 0)
+    led.capture  # noqa: B018 - the account works again:
+    led.hold("h4", acct, "again", 100, lease_seconds=60)
+
+
+def test_close_needs_an_empty_account_and_refuses_everything_after(led: SyncLedger, acct: str) -> None:
+    led.hold("h1", acct, "a", 100, lease_seconds=60)
+    with pytest.raises(AccountNotEmpty):
+        led.close_account("x1", acct)
+    led.void("v1", acct, "a")
+    with pytest.raises(AccountNotEmpty):
+        led.close_account("x1", acct)                               # balance > 0: refund it first
+    led.refund("r1", acct, 10_000, reason="released")
+    assert led.close_account("x1", acct, reason="released").state == "closed"
+    for call in (lambda: led.deposit("d", acct, 1), lambda: led.hold("h", acct, "b", 1, lease_seconds=9),
+                 lambda: led.refund("r", acct, 1), lambda: led.adjust("a", acct, 1, reason="x"),
+                 lambda: led.freeze("f", acct), lambda: led.unfreeze("u", acct),
+                 lambda: led.capture("c", acct, "a", 1)):
+        with pytest.raises(AccountNotActive):
+            call()
+    assert led.open_account("reopen", FAC, NUM) == acct             # the family comes back later
+    assert led.balance(acct).state == "opened"
+
+
+def test_adjust_needs_a_reason_and_never_overdraws(led: SyncLedger, acct: str) -> None:
+    with pytest.raises(BadInput):
+        led.adjust("a1", acct, 100, reason="")
+    with pytest.raises(BadInput):
+        led.adjust("a1", acct, 100, reason="   ")
+    led.hold("h1", acct, "a", 9_000, lease_seconds=60)
+    with pytest.raises(InsufficientFunds):
+        led.adjust("a1", acct, -1_001, reason="correction")
+    assert led.adjust("a1", acct, -1_000, reason="correction").available == 0
+    fresh = led.open_account("o9", FAC, "+13125550101")
+    assert led.adjust("a2", fresh, 250, reason="goodwill credit").state == "active"
+
+
+def test_unknown_accounts(led: SyncLedger) -> None:
+    ghost = "ap_00000000000000000000"
+    for call in (lambda: led.balance(ghost), lambda: led.deposit("d", ghost, 1),
+                 lambda: led.hold("h", ghost, "x", 1, lease_seconds=9), lambda: led.capture("c", ghost, "x", 1),
+                 lambda: led.settle("s", ghost, "x", 1), lambda: led.void("v", ghost, "x"),
+                 lambda: led.refund("r", ghost, 1), lambda: led.adjust("a", ghost, 1, reason="x"),
+                 lambda: led.freeze("f", ghost), lambda: led.unfreeze("u", ghost),
+                 lambda: led.close_account("x", ghost)):
+        with pytest.raises(UnknownAccount):
+            call()
+
+
+BAD_AMOUNTS = [0, -1, 1.5, "10", 100_001, 10**30, True, None, 10.0]
+BAD_IDS = ["", "a" * 129, "has space", "semi;colon", "pipe|id", "uni\u00e9", None, 12, "new\nline"]
+
+
+def _bad_calls(acct: str) -> list[tuple[str, object]]:
+    calls: list[tuple[str, object]] = []
+    for amount in BAD_AMOUNTS:
+        calls += [
+            ("deposit", lambda led, a=amount: led.deposit("bad-1", acct, a)),
+            ("hold", lambda led, a=amount: led.hold("bad-2", acct, "hx", a, lease_seconds=60)),
+            ("capture", lambda led, a=amount: led.capture("bad-3", acct, "live", a)),
+            ("refund", lambda led, a=amount: led.refund("bad-4", acct, a)),
+        ]
+        if amount != -1:                                            # a valid (signed) adjustment
+            calls.append(("adjust", lambda led, a=amount: led.adjust("bad-5", acct, a, reason="r")))
+        if amount != 0:                                             # settle total 0: nothing billed
+            calls.append(("settle", lambda led, a=amount: led.settle("bad-6", acct, "live", a)))
+    for bad in BAD_IDS:
+        calls += [
+            ("deposit op", lambda led, b=bad: led.deposit(b, acct, 100)),
+            ("deposit acct", lambda led, b=bad: led.deposit("bad-7", b, 100)),
+            ("hold id", lambda led, b=bad: led.hold("bad-8", acct, b, 100, lease_seconds=60)),
+            ("capture id", lambda led, b=bad: led.capture("bad-9", acct, b, 1)),
+            ("settle id", lambda led, b=bad: led.settle("bad-10", acct, b, 1)),
+            ("void id", lambda led, b=bad: led.void("bad-11", acct, b)),
+            ("freeze op", lambda led, b=bad: led.freeze(b, acct)),
+            ("close op", lambda led, b=bad: led.close_account(b, acct)),
+            ("open facility", lambda led, b=bad: led.open_account("bad-12", b, NUM)),
+            ("block facility", lambda led, b=bad: led.set_block("bad-13", b, NUM, True)),
+            ("record call id", lambda led, b=bad: led.record_call("bad-14", _call(b))),
+        ]
+    calls += [
+        ("open number", lambda led: led.open_account("bad-15", FAC, "3125550100")),
+        ("open number", lambda led: led.open_account("bad-15", FAC, "+0123")),
+        ("hold lease", lambda led: led.hold("bad-16", acct, "hy", 100, lease_seconds=0)),
+        ("hold lease", lambda led: led.hold("bad-16", acct, "hy", 100, lease_seconds=1.5)),
+        ("hold meta", lambda led: led.hold("bad-17", acct, "hy", 100, lease_seconds=9, meta={"a": 1})),
+        ("reason ctrl", lambda led: led.refund("bad-18", acct, 1, reason="a\x1fb")),
+        ("block flag", lambda led: led.set_block("bad-19", FAC, NUM, "yes")),
+        ("call record", lambda led: led.record_call("bad-20", {**_call("c1"), "amount": -5})),
+        ("call record", lambda led: led.record_call("bad-20", {**_call("c1"), "started_at": "yesterday"})),
+        ("call record", lambda led: led.record_call("bad-20", {**_call("c1"), "ended_at": "2024-01-01T00:00"})),
+        ("call record", lambda led: led.record_call("bad-20", {**_call("c1"), "extra": 1})),
+        ("call record", lambda led: led.record_call("bad-20", {**_call("c1"), "recorded": 1})),
+    ]
+    return calls
+
+
+def _call(call_id: object) -> dict[str, object]:
+    return {"call_id": call_id, "facility_id": FAC, "inmate_id": "I-1", "account_id": "", "dialled": "3125550100",
+            "number_e164": NUM, "call_class": "prepaid", "outcome": "refused", "reason": "",
+            "started_at": "2024-05-01T10:00:00Z", "answered_at": "", "accepted_at": "", "ended_at": "",
+            "billed_seconds": 0, "amount": 0, "recorded": False, "privileged": False}
+
+
+def test_bad_input_is_refused_with_a_typed_error_and_changes_nothing(led: SyncLedger, acct: str,
+                                                                     redis_url: str) -> None:
+    led.hold("h-live", acct, "live", 1_000, lease_seconds=600)
+    before = dump(redis_url)
+    calls = _bad_calls(acct)
+    assert len(calls) > 150
+    for name, call in calls:
+        try:
+            call(led)  # type: ignore[operator]
+        except (BadAmount, BadId, BadInput) as exc:
+            assert exc.code in ("bad_amount", "bad_id", "bad_input")
+        else:
+            pytest.fail(f"{name}: accepted")
+    assert dump(redis_url) == before
+
+
+def test_refusals_change_nothing(led: SyncLedger, acct: str, redis_url: str) -> None:
+    led.hold("h1", acct, "live", 9_000, lease_seconds=600)
+    led.freeze("f1", acct)
+    closed = led.open_account("o2", FAC, "+13125550102")
+    led.close_account("x2", closed)
+    before = dump(redis_url)
+    refusals = [
+        (lambda: led.hold("h2", acct, "n", 1, lease_seconds=9), AccountNotActive),
+        (lambda: led.capture("c1", acct, "live", 1), AccountNotActive),
+        (lambda: led.deposit("d1", closed, 100), AccountNotActive),
+        (lambda: led.settle("s1", acct, "live", 9_001), ExceedsHold),
+        (lambda: led.refund("r1", acct, 1_001), InsufficientFunds),
+        (lambda: led.void("v1", acct, "ghost"), UnknownHold),
+        (lambda: led.deposit("dep-1", acct, 1), IdConflict),
+        (lambda: led.close_account("x1", acct), AccountNotEmpty),
+    ]
+    for call, error in refusals:
+        with pytest.raises(error):
+            call()
+    assert dump(redis_url) == before
+
+
+def test_blocks_are_honoured_at_once(led: SyncLedger) -> None:
+    assert led.is_blocked(FAC, NUM) is False
+    led.set_block("b1", FAC, NUM, True, source="recipient-keypad")
+    assert led.is_blocked(FAC, NUM) is True
+    assert led.is_blocked("FAC-02", NUM) is False                   # a block is per facility
+    led.set_block("b1", FAC, NUM, True, source="recipient-keypad")  # replay
+    with pytest.raises(IdConflict):
+        led.set_block("b1", FAC, NUM, False)
+    led.set_block("b2", FAC, NUM, False, source="facility")
+    assert led.is_blocked(FAC, NUM) is False
+
+
+def test_record_call_is_idempotent(led: SyncLedger) -> None:
+    led.record_call("r1", _call("call-9"))
+    led.record_call("r1", _call("call-9"))
+    with pytest.raises(IdConflict):
+        led.record_call("r1", {**_call("call-9"), "outcome": "completed"})
+
+
+def test_redis_down_raises_ledger_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(LedgerUnavailable):
+        SyncLedger(f"redis://127.0.0.1:{port}/0", timeout=1.0)
