@@ -94,3 +94,15 @@ class ManualClock(Clock):
     def pending(self) -> int:
         """Number of sleepers not yet woken (cancelled ones included until popped)."""
         return sum(1 for _, _, f in self._sleepers if not f.done())
+
+    async def autorun(self, idle: float = 0.002) -> None:
+        """Virtual time: whenever `idle` real seconds pass, jump to the next sleeper's deadline.
+
+        Run as a task next to a scenario: simulated durations come out exact while the scenario takes
+        only as long as its I/O. Cancel the task to stop.
+        """
+        while True:
+            await asyncio.sleep(idle)
+            live = [d for d, _, f in self._sleepers if not f.done()]
+            if live:
+                await self.advance_to(min(live))

@@ -367,8 +367,8 @@ class Simulator:
         self._set_callerid(one, two, extension, caller_name)
         self._wire_originate_hooks(one, two, None, None)
         if hangup_agi:
-            two.hangup_handlers.append("__auto__")
-            self.config.hangup_handlers.setdefault("__auto__", hangup_agi)
+            two.hangup_handlers.append("hangup-handler")
+            self.config.hangup_handlers.setdefault("hangup-handler", hangup_agi)
         if handset.hangup_after is not None:
             self.schedule_hangup(two, handset.hangup_after, "handset")
         self.stats["calls"] += 1
