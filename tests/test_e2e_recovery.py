@@ -89,3 +89,32 @@ def test_controller_killed_mid_call_is_settled_once_elsewhere(tmp_path: Path, re
             finally:
                 await b.stop()
     asyncio.run(go())
+
+
+def test_frozen_account_mid_call_is_cut_through_ami(tmp_path: Path, redis_url: str) -> None:
+    async def go() -> None:
+        async with running(tmp_path, redis_url) as h:
+            account = await seed(h.ledger, MARIA, 500)
+            task = h.sim.start_call("FAC-07", "0701", extension="0701", handset=handset("3125551234"),
+                                    recipient=Recipient(MARIA, keys="1", talk=600))
+            ctl = h.controller
+            for _ in range(1000):
+                if ctl.meter.captures >= 2:          # into the second minute
+                    break
+                await asyncio.sleep(0.01)
+            await h.ledger.freeze("operator-freeze-1", account, reason="chargeback")
+            result = await task                      # the next capture is refused: AMI Hangup
+            assert result.hangup_by == "ami"
+            dial = result.last_dial
+            assert dial is not None and not dial.limit_hit
+            assert dial.bridge_end - dial.bridge_start < 200
+            await asyncio.sleep(0.05)
+            rec = h.record_for(MARIA)
+            assert rec["outcome"] == "completed" and rec["reason"] == "funds"
+            info = await h.ledger.hold_info(account, rec["call_id"])
+            # Cut within seconds of the refused capture at the start of minute 3; the seconds used
+            # (inside the hold the call was authorized with) are settled: 3 started minutes.
+            assert 120 <= rec["billed_seconds"] < 130
+            assert info is not None and info.status == "settled" and info.captured == rec["amount"] == 26
+            assert (await h.ledger.balance(account)).posted == 500 - 26
+    asyncio.run(go())
