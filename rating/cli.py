@@ -124,7 +124,7 @@ def _print_tier_summary(version: TariffVersion, versions: list[TariffVersion],
             if tier.cap is None:
                 continue
             adp = None if tier.facility_type == "prison" else (tier.adp_min or 0)
-            fac = _sample_facility(tier.facility_type, adp, f"{regime.id}/{tier.id}")
+            fac = _sample_facility(tier.facility_type, adp, f"{regime.id}/{tier.id}", version.id)
             found = check_caps({fac.id: fac}, {version.id: versions}, regimes, only={version.file},
                                strict=False)
             (exceeds if any(f.level == "error" for f in found) else fits).append(fac.id)
@@ -135,12 +135,12 @@ def _print_tier_summary(version: TariffVersion, versions: list[TariffVersion],
     print(f"  info     exceeds tiers: {', '.join(exceeds) or 'none'}")
 
 
-def _sample_facility(kind: str, adp: int | None, tier_id: str) -> Facility:
+def _sample_facility(kind: str, adp: int | None, tier_id: str, tariff_id: str) -> Facility:
     from zoneinfo import ZoneInfo
 
     everywhere = CallingHours(tuple(((0, 86_400),) for _ in range(7)))
     return Facility(id=tier_id, name=tier_id, state="DC", tz=ZoneInfo("America/New_York"),
-                    kind=kind, adp=adp, local_area_codes=(), languages=("en",), tariff_id="",
+                    kind=kind, adp=adp, local_area_codes=(), languages=("en",), tariff_id=tariff_id,
                     max_call_seconds=900, warning_seconds=60, blocked_types=frozenset(), hours=everywhere,
                     group=None, file="", local_set=frozenset())
 

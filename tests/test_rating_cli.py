@@ -1,0 +1,140 @@
+"""`callcontrol tariff check` and `callcontrol rate quote`: output and exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from callcontrol.cli import main
+from tests.test_rating_catalog import FACILITY, TARIFF, write_catalog
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def facility_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = write_catalog(tmp_path / "data")
+    monkeypatch.setenv("CALLCONTROL_FACILITY_DIR", str(root))
+    monkeypatch.delenv("CALLCONTROL_CONFIG", raising=False)
+    return root
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_tariff_check_passes_a_good_file(facility_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(capsys, "tariff", "check", str(facility_dir / "tariffs" / "TAR-T.v1.toml"))
+    assert code == 0, out
+    assert "checked  for FAC-T1" in out and "within the caps in force" in out and out.rstrip().endswith(
+        "OK: 1 tariff file(s) checked")
+    assert "FCC-25-75" in out                     # the missing-numbers fallback is visible
+
+
+def test_tariff_check_fails_above_caps(facility_dir: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TARIFF.replace("version = 1", "version = 2").replace("2024-11-19", "2025-01-01")
+                   .replace('local = "0.09"', 'local = "0.10"'))
+    code, out = run(capsys, "tariff", "check", str(bad))
+    assert code == 1
+    assert "ERROR" in out and "rates.local $0.1/min exceeds FCC-24-75 tier jail_adp_100_349" in out
+    assert "FAILED" in out
+
+
+def test_tariff_check_reports_override(facility_dir: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    text = TARIFF.replace('local = "0.09"', 'local = "0.10"') + (
+        '\n[cap_override]\nreason = "court order 12"\napproved_by = "counsel"\n')
+    path = tmp_path / "over.toml"
+    path.write_text(text)
+    code, out = run(capsys, "tariff", "check", str(path))
+    assert code == 0, out
+    assert "OVERRIDE" in out and "court order 12" in out
+
+
+def test_tariff_check_invalid_file_names_field(facility_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text(TARIFF.replace('local = "0.09"', 'local = "cheap"'))
+    good = facility_dir / "tariffs" / "TAR-T.v1.toml"
+    code, out = run(capsys, "tariff", "check", str(path), str(good))
+    assert code == 1
+    assert f"INVALID  {path}: rates.local:" in out
+
+
+def test_tariff_check_unused_tariff_lists_tiers(facility_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "other.toml"
+    path.write_text(TARIFF.replace('id = "TAR-T"', 'id = "TAR-OTHER"'))
+    code, out = run(capsys, "tariff", "check", str(path))
+    assert code == 0, out
+    assert "no facility" in out
+    fits = next(line for line in out.splitlines() if "fits tiers" in line)
+    exceeds = next(line for line in out.splitlines() if "exceeds tiers" in line)
+    assert "jail_adp_100_349" in fits and "jail_adp_under_100" in fits
+    assert "FCC-24-75/prison" in exceeds and "jail_adp_350_999" in exceeds
+
+
+def test_tariff_check_missing_file(facility_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(capsys, "tariff", "check", str(facility_dir / "nope.toml"))
+    assert code == 1 and "cannot read" in out
+
+
+def test_rate_quote(facility_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(capsys, "rate", "quote", "--facility", "FAC-T1", "--number", "(312) 868-1234",
+                    "--balance", "1.00", "--at", "2026-01-05T12:00:00")
+    assert code == 0, out
+    assert "+13128681234" in out and "local" in out
+    assert "$0.09 ($0.0963 with taxes)" in out
+    assert "Min. to connect  $0.10 (10 cents)" in out
+    assert "600 s (10:00), capped by funds" in out      # 10 min = 96c; 11 min = 106c
+
+
+def test_rate_quote_curfew_and_offset_time(facility_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(capsys, "rate", "quote", "--facility", "FAC-T1", "--number", "+44 20 7946 0958",
+                    "--balance", "$50", "--at", "2026-01-06T04:55:00+00:00")     # 22:55 in Chicago
+    assert code == 0, out
+    assert "international" in out and "300 s (5:00), capped by curfew" in out
+
+
+@pytest.mark.parametrize(("argv", "code", "text"), [
+    (["--facility", "FAC-T1", "--number", "1-900-555-0100", "--balance", "5"], 1, "refused (premium)"),
+    (["--facility", "FAC-T1", "--number", "911", "--balance", "5"], 1, "refused (short_code)"),
+    (["--facility", "FAC-T1", "--number", "x" * 10_000, "--balance", "5"], 1, "refused (too_long)"),
+    (["--facility", "FAC-99", "--number", "3128681234", "--balance", "5"], 1, "unknown facility"),
+    (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "five"], 2, "--balance"),
+    (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "1.005"], 2, "--balance"),
+    (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "-1"], 2, "--balance"),
+    (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "5", "--at", "tomorrow"], 2, "--at"),
+    (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "5", "--at", "2020-01-01T12:00"], 1,
+     "no version"),
+])
+def test_rate_quote_errors(facility_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+                           code: int, text: str) -> None:
+    got, out = run(capsys, "rate", "quote", *argv)
+    assert got == code and text in out, out
+
+
+def test_rate_quote_with_broken_catalog_fails(facility_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (facility_dir / "facilities" / "FAC-T1.toml").write_text(FACILITY.replace('state = "IL"', 'state = "ZZ"'))
+    code, out = run(capsys, "rate", "quote", "--facility", "FAC-T1", "--number", "3128681234",
+                    "--balance", "5")
+    assert code == 1 and "FAC-T1.toml: state" in out
+
+
+def test_console_command_exit_code_on_shipped_data() -> None:
+    env = {"PATH": "/usr/bin:/bin", "CALLCONTROL_FACILITY_DIR": str(REPO / "facility_data")}
+    files = sorted(str(p) for p in (REPO / "facility_data" / "tariffs").glob("*.toml"))
+    done = subprocess.run([sys.executable, "-m", "callcontrol.cli", "tariff", "check", *files],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"OK: {len(files)} tariff file(s) checked" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "callcontrol.cli", "rate", "quote", "--facility", "FAC-07",
+                           "--number", "1-800-555-0100", "--balance", "5"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "refused (toll_free)" in done.stdout
