@@ -39,31 +39,47 @@ def threadids(*captures: Capture) -> list[int]:
 
 
 def config(uniqueid_start: int, seq: int, *caps: Capture) -> SimConfig:
-    return SimConfig(agi_host="127.0.0.1:4573", subroutines={}, dialplan=transcript_dialplan(),
-                     uniqueid_start=uniqueid_start, local_seq_start=seq, threadids=threadids(*caps),
-                     handset_context=("handset-sim", "talk"), startup_time=1795312267.95, seed=1,
-                     known_prompts=set(DEFAULT_PROMPTS))
+    return SimConfig(
+        agi_host="127.0.0.1:4573",
+        subroutines={},
+        dialplan=transcript_dialplan(),
+        uniqueid_start=uniqueid_start,
+        local_seq_start=seq,
+        threadids=threadids(*caps),
+        handset_context=("handset-sim", "talk"),
+        startup_time=1795312267.95,
+        seed=1,
+        known_prompts=set(DEFAULT_PROMPTS),
+    )
 
 
 def assert_replayed(conductor: Conductor) -> None:
     assert conductor.compared > 20
-    detail = "\n".join(f"{m.capture}#{m.index}: expected {m.expected!r} got {m.got!r}"
-                       for m in conductor.mismatches[:15])
+    detail = "\n".join(
+        f"{m.capture}#{m.index}: expected {m.expected!r} got {m.got!r}" for m in conductor.mismatches[:15]
+    )
     assert not conductor.mismatches, detail
 
 
 def elapsed_ms_tolerance() -> list:
-    return [(after_command("GET VARIABLE ANSWEREDTIME_MS", "GET VARIABLE DIALEDTIME_MS"),
-             numeric_reply_within(50))]
+    return [
+        (
+            after_command("GET VARIABLE ANSWEREDTIME_MS", "GET VARIABLE DIALEDTIME_MS"),
+            numeric_reply_within(50),
+        )
+    ]
 
 
-async def _replay_caller(main: str, subs: list[str], uniqueid_start: int, seq: int, call_kw: dict,
-                         recipients: list[Recipient]) -> tuple[Conductor, object]:
+async def _replay_caller(
+    main: str, subs: list[str], uniqueid_start: int, seq: int, call_kw: dict, recipients: list[Recipient]
+) -> tuple[Conductor, object]:
     caps = [load(main), *[load(s) for s in subs]]
     clock = ManualClock(start=caps[0].start - 0.0005)
     conductor = Conductor(clock, agi_captures=caps, comparators=elapsed_ms_tolerance())
     port = await conductor.listen()
-    sim = Simulator(("127.0.0.1", port), clock=clock, config=config(uniqueid_start, seq, *caps), ami_port=None)
+    sim = Simulator(
+        ("127.0.0.1", port), clock=clock, config=config(uniqueid_start, seq, *caps), ami_port=None
+    )
     for r in recipients:
         sim.add_recipient(r)
     async with sim:
@@ -76,25 +92,40 @@ async def _replay_caller(main: str, subs: list[str], uniqueid_start: int, seq: i
 
 
 def test_inmate_call_with_three_screened_dials() -> None:
-    handset = Handset([
-        Interrupt("5", after=1.045),             # during the second vm-intro ("567"), not the first ("12")
-        Timeout(),                                # GET DATA: nothing pressed
-        Keys("1234", after=0.2, gap=0.4),         # GET DATA 1234
-        Keys("99#", after=0.2, gap=0.3),          # GET DATA 99#
-        Timeout(),                                # WAIT FOR DIGIT 2000
-        Keys("7", after=0.7),                     # WAIT FOR DIGIT 5000
-        Timeout(),                                # RECORD FILE, no key
-        Record("#", after=1.7),                   # RECORD FILE stopped by #
-    ])
+    handset = Handset(
+        [
+            Interrupt("5", after=1.045),  # during the second vm-intro ("567"), not the first ("12")
+            Timeout(),  # GET DATA: nothing pressed
+            Keys("1234", after=0.2, gap=0.4),  # GET DATA 1234
+            Keys("99#", after=0.2, gap=0.3),  # GET DATA 99#
+            Timeout(),  # WAIT FOR DIGIT 2000
+            Keys("7", after=0.7),  # WAIT FOR DIGIT 5000
+            Timeout(),  # RECORD FILE, no key
+            Record("#", after=1.7),  # RECORD FILE stopped by #
+        ]
+    )
     recipients = [
         Recipient("5551234", ring=2, keys="1", key_delay=1.70, talk=7.8),
         Recipient("5550000", ring=2, keys="2", key_delay=1.70, talk=None),
         Recipient("5550001", answer=False),
     ]
-    conductor, result = asyncio.run(_replay_caller(
-        "fastagi-inmate-call", ["fastagi-accept-sub", "fastagi-accept-sub-reject"], 0, 0,
-        dict(facility="FAC-07", station="station-A", extension="100", caller_name="Inmate 0042",
-             variables={"INMATE_ID": "INM-0042", "INMATE_PIN": "4455"}, handset=handset), recipients))
+    conductor, result = asyncio.run(
+        _replay_caller(
+            "fastagi-inmate-call",
+            ["fastagi-accept-sub", "fastagi-accept-sub-reject"],
+            0,
+            0,
+            dict(
+                facility="FAC-07",
+                station="station-A",
+                extension="100",
+                caller_name="Inmate 0042",
+                variables={"INMATE_ID": "INM-0042", "INMATE_PIN": "4455"},
+                handset=handset,
+            ),
+            recipients,
+        )
+    )
     assert_replayed(conductor)
     assert [d.status for d in result.dials] == ["ANSWER", "BUSY", "NOANSWER", "CHANUNAVAIL"]
     assert result.dials[0].screen is not None and result.dials[0].gosub_result is None
@@ -103,22 +134,48 @@ def test_inmate_call_with_three_screened_dials() -> None:
     assert result.hangup_by == "controller"
 
 
-@pytest.mark.parametrize(("capture", "ext", "uid", "seq"), [
-    ("fastagi-caller-hangup", "101", 10, 5),
-    ("fastagi-caller-hangup-idle", "104", 12, 6),
-])
+@pytest.mark.parametrize(
+    ("capture", "ext", "uid", "seq"),
+    [
+        ("fastagi-caller-hangup", "101", 10, 5),
+        ("fastagi-caller-hangup-idle", "104", 12, 6),
+    ],
+)
 def test_caller_hangs_up(capture: str, ext: str, uid: int, seq: int) -> None:
     script = capture.removeprefix("fastagi-")
-    conductor, result = asyncio.run(_replay_caller(
-        capture, [], uid, seq,
-        dict(facility="", station="", extension=ext, caller_name=f"Inmate 0{ext}", script=script, query="",
-             agi_args=[], variables={"INMATE_ID": f"INM-0{ext}"}, handset=Handset(hangup_after=6.0)), []))
+    conductor, result = asyncio.run(
+        _replay_caller(
+            capture,
+            [],
+            uid,
+            seq,
+            dict(
+                facility="",
+                station="",
+                extension=ext,
+                caller_name=f"Inmate 0{ext}",
+                script=script,
+                query="",
+                agi_args=[],
+                variables={"INMATE_ID": f"INM-0{ext}"},
+                handset=Handset(hangup_after=6.0),
+            ),
+            [],
+        )
+    )
     assert_replayed(conductor)
     assert result.hangup_by == "handset"
 
 
-async def _replay(agi: list[str], ami: list[str], uniqueid_start: int, seq: int, recipients: list[Recipient],
-                  originate: dict | None = None, keep: dict | None = None) -> Conductor:
+async def _replay(
+    agi: list[str],
+    ami: list[str],
+    uniqueid_start: int,
+    seq: int,
+    recipients: list[Recipient],
+    originate: dict | None = None,
+    keep: dict | None = None,
+) -> Conductor:
     agi_caps = [load(n) for n in agi]
     ami_caps = [load(n) for n in ami]
     first = min([c.start for c in agi_caps + ami_caps] + ([originate["at"]] if originate else []))
@@ -126,7 +183,9 @@ async def _replay(agi: list[str], ami: list[str], uniqueid_start: int, seq: int,
     comparators = [*elapsed_ms_tolerance(), (is_ami, volatile_ami_header)]
     conductor = Conductor(clock, agi_captures=agi_caps, ami_captures=ami_caps, comparators=comparators)
     port = await conductor.listen()
-    sim = Simulator(("127.0.0.1", port), clock=clock, config=config(uniqueid_start, seq, *agi_caps), ami_port=0)
+    sim = Simulator(
+        ("127.0.0.1", port), clock=clock, config=config(uniqueid_start, seq, *agi_caps), ami_port=0
+    )
     for r in recipients:
         sim.add_recipient(r)
     async with sim:
@@ -159,17 +218,34 @@ def test_ami_originate_getvar_setvar_status_hangup_and_failed_originates() -> No
 
 
 def _originate(ext: str, at: float) -> dict:
-    return dict(at=at, channel=f"Local/{ext}@facility-phones", context="handset-sim", exten="talk",
-                callerid=(f"Inmate 0{ext}", ext), variables=[], channel_id=None, action_id=None, is_async=True)
+    return dict(
+        at=at,
+        channel=f"Local/{ext}@facility-phones",
+        context="handset-sim",
+        exten="talk",
+        callerid=(f"Inmate 0{ext}", ext),
+        variables=[],
+        channel_id=None,
+        action_id=None,
+        is_async=True,
+    )
 
 
 def test_screened_dial_with_limit_from_dialplan() -> None:
     """facility-phones,103: Answer, Dial(...,U(accept-sub)L(10000:5000)); the accept AGI replays exactly
     and the L() warning/limit fall 5 s/10 s after the bridge (the capture: 5.001 s and 10.002 s)."""
     captured: dict = {}
-    conductor = asyncio.run(_replay(["fastagi-accept-sub-limit"], [], 20, 10,
-                                    [Recipient("5559000", ring=2, keys="1", key_delay=1.70, talk=None)],
-                                    originate=_originate("103", load("ami-limit").start + 0.304), keep=captured))
+    conductor = asyncio.run(
+        _replay(
+            ["fastagi-accept-sub-limit"],
+            [],
+            20,
+            10,
+            [Recipient("5559000", ring=2, keys="1", key_delay=1.70, talk=None)],
+            originate=_originate("103", load("ami-limit").start + 0.304),
+            keep=captured,
+        )
+    )
     assert_replayed(conductor)
     (dial,) = captured["dials"]
     assert dial.status == "ANSWER" and dial.limit_hit and dial.ended_by == "limit"
@@ -183,10 +259,17 @@ def test_screened_dial_with_limit_from_dialplan() -> None:
 def test_unanswered_caller_answeredtime_counts_from_bridge() -> None:
     """facility-phones,105 (caller not answered before Dial): ANSWEREDTIME counts from the bridge."""
     captured: dict = {}
-    conductor = asyncio.run(_replay(["fastagi-accept-sub-unanswered-caller"], [], 24, 12,
-                                    [Recipient("5551234", ring=2, keys="1", key_delay=1.70, talk=7.8)],
-                                    originate=_originate("105", load("ami-dial-unanswered-caller").start + 0.304),
-                                    keep=captured))
+    conductor = asyncio.run(
+        _replay(
+            ["fastagi-accept-sub-unanswered-caller"],
+            [],
+            24,
+            12,
+            [Recipient("5551234", ring=2, keys="1", key_delay=1.70, talk=7.8)],
+            originate=_originate("105", load("ami-dial-unanswered-caller").start + 0.304),
+            keep=captured,
+        )
+    )
     assert_replayed(conductor)
     (dial,) = captured["dials"]
     assert dial.answeredtime_ms is not None and dial.dialedtime_ms is not None

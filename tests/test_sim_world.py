@@ -23,7 +23,9 @@ TARGET = "Local/13128681234@apc-outbound"
 class Session:
     """One FastAGI connection as the controller sees it."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, env: dict[str, str]) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, env: dict[str, str]
+    ) -> None:
         self.reader, self.writer, self.env = reader, writer, env
         self.replies: list[str] = []
         self.hangups = 0
@@ -95,8 +97,13 @@ class StandIn:
         self._server.close()
 
 
-def run(routes: dict[str, Script], scenario: Callable[[Simulator, StandIn], Awaitable[Any]],
-        config: SimConfig | None = None, clock: Clock | None = None, ami: bool = False) -> Any:
+def run(
+    routes: dict[str, Script],
+    scenario: Callable[[Simulator, StandIn], Awaitable[Any]],
+    config: SimConfig | None = None,
+    clock: Clock | None = None,
+    ami: bool = False,
+) -> Any:
     async def main() -> Any:
         manual = clock is None
         clk = clock or ManualClock(start=1_800_000_000.0)
@@ -104,8 +111,9 @@ def run(routes: dict[str, Script], scenario: Callable[[Simulator, StandIn], Awai
         standin = StandIn(routes)
         addr = await standin.start()
         try:
-            async with Simulator(addr, clock=clk, config=config or SimConfig(seed=7),
-                                 ami_port=0 if ami else None) as sim:
+            async with Simulator(
+                addr, clock=clk, config=config or SimConfig(seed=7), ami_port=0 if ami else None
+            ) as sim:
                 out = await asyncio.wait_for(scenario(sim, standin), 30)
         finally:
             if driver is not None:
@@ -122,8 +130,13 @@ def caller_dialing(options: str, after: list[str] | None = None, timeout: int = 
         assert await s.cmd("ANSWER") == "200 result=0\n"
         await s.cmd("SET VARIABLE CALL_ID call-42")
         await s.cmd(f"EXEC Dial {TARGET},{timeout},{options}")
-        for c in after or ["GET VARIABLE DIALSTATUS", "GET VARIABLE ANSWEREDTIME", "GET VARIABLE GOSUB_RETVAL",
-                           "GET VARIABLE HANGUPCAUSE", "CHANNEL STATUS"]:
+        for c in after or [
+            "GET VARIABLE DIALSTATUS",
+            "GET VARIABLE ANSWEREDTIME",
+            "GET VARIABLE GOSUB_RETVAL",
+            "GET VARIABLE HANGUPCAUSE",
+            "CHANNEL STATUS",
+        ]:
             await s.cmd(c)
         await s.finish()
 
@@ -155,21 +168,30 @@ def test_accepted_call_bridges_for_talk_time_and_reports_everything() -> None:
     async def scenario(sim: Simulator, standin: StandIn) -> tuple[CallResult, StandIn]:
         return await call(sim, Recipient(NUMBER, ring=3, keys="1", key_delay=1.5, talk=30)), standin
 
-    result, standin = run({"inmate-call": caller_dialing("U(screen-sub^call-42^FAC-07)"), "screen": screener()},
-                          scenario)
+    result, standin = run(
+        {"inmate-call": caller_dialing("U(screen-sub^call-42^FAC-07)"), "screen": screener()}, scenario
+    )
     caller = standin.by_script("inmate-call")[0]
     screen = standin.by_script("screen")[0]
-    assert caller.env["agi_request"].endswith(f"/inmate-call?facility=FAC-07")
+    assert caller.env["agi_request"].endswith("/inmate-call?facility=FAC-07")
     assert caller.env["agi_channel"] == "Local/0701@facility-phones-00000000;2"
     assert (caller.env["agi_arg_1"], caller.env["agi_arg_2"]) == ("0701", "A-1")
     assert screen.env["agi_channel"] == "Local/13128681234@apc-outbound-00000001;1"
-    assert (screen.env["agi_context"], screen.env["agi_extension"], screen.env["agi_priority"]) == \
-        ("screen-sub", "s", "2")
+    assert (screen.env["agi_context"], screen.env["agi_extension"], screen.env["agi_priority"]) == (
+        "screen-sub",
+        "s",
+        "2",
+    )
     assert (screen.env["agi_arg_1"], screen.env["agi_arg_2"]) == ("call-42", "FAC-07")
-    assert screen.replies[1] == "200 result=49 endpos=12160\n"         # pressed 1.5 s into vm-intro
-    assert caller.replies[2] == "200 result=-1\n"                       # callee ended the bridge
-    assert caller.replies[3:] == ["200 result=1 (ANSWER)\n", "200 result=1 (35)\n", "200 result=0\n",
-                                  "200 result=1 (16)\n", "200 result=6\n"]
+    assert screen.replies[1] == "200 result=49 endpos=12160\n"  # pressed 1.5 s into vm-intro
+    assert caller.replies[2] == "200 result=-1\n"  # callee ended the bridge
+    assert caller.replies[3:] == [
+        "200 result=1 (ANSWER)\n",
+        "200 result=1 (35)\n",
+        "200 result=0\n",
+        "200 result=1 (16)\n",
+        "200 result=6\n",
+    ]
     (dial,) = result.dials
     assert dial.status == "ANSWER" and dial.ended_by == "recipient"
     assert dial.bridge_start is not None and dial.bridge_end is not None
@@ -195,14 +217,16 @@ def test_refused_call_gosub_busy() -> None:
 
 def test_no_answer_busy_and_unavailable() -> None:
     async def scenario(sim: Simulator, standin: StandIn) -> list[CallResult]:
-        return [await call(sim, Recipient(NUMBER, answer=False)),
-                await call(sim, Recipient(NUMBER, busy=True, ring=1)),
-                await call(sim, Recipient(NUMBER, unavailable=True))]
+        return [
+            await call(sim, Recipient(NUMBER, answer=False)),
+            await call(sim, Recipient(NUMBER, busy=True, ring=1)),
+            await call(sim, Recipient(NUMBER, unavailable=True)),
+        ]
 
     after = ["GET VARIABLE DIALSTATUS", "GET VARIABLE HANGUPCAUSE"]
     results = run({"inmate-call": caller_dialing("", after, timeout=5)}, scenario)
     assert [r.dials[0].status for r in results] == ["NOANSWER", "BUSY", "CHANUNAVAIL"]
-    noanswer, busy, unavail = (r.dials[0] for r in results)
+    noanswer, busy, _ = (r.dials[0] for r in results)
     assert noanswer.ended is not None and abs(noanswer.ended - noanswer.started - 5) < 1e-6
     assert busy.ended is not None and abs(busy.ended - busy.started - 1) < 1e-6
     assert results[1].variables["DIALSTATUS"] == "BUSY"
@@ -215,8 +239,10 @@ def test_limit_warns_then_ends_the_bridge_and_hangs_up_the_caller() -> None:
         assert await s.cmd(f"EXEC Dial {TARGET},30,U(screen-sub)L(120000:60000)") == "200 result=-1\n"
         await s.expect_hangup()
         assert await s.cmd("GET VARIABLE DIALSTATUS") == "200 result=1 (ANSWER)\n"
-        assert await s.cmd("STREAM FILE beep \"\"") == \
-            "511 Command Not Permitted on a dead channel or intercept routine\n"
+        assert (
+            await s.cmd('STREAM FILE beep ""')
+            == "511 Command Not Permitted on a dead channel or intercept routine\n"
+        )
         s.writer.close()
 
     async def scenario(sim: Simulator, standin: StandIn) -> CallResult:
@@ -240,7 +266,9 @@ def test_handset_hangs_up_mid_bridge() -> None:
         s.writer.close()
 
     async def scenario(sim: Simulator, standin: StandIn) -> CallResult:
-        return await call(sim, Recipient(NUMBER, keys="1", talk=None), handset=Handset(hangup_during_bridge=12))
+        return await call(
+            sim, Recipient(NUMBER, keys="1", talk=None), handset=Handset(hangup_during_bridge=12)
+        )
 
     result = run({"inmate-call": caller, "screen": screener()}, scenario)
     (dial,) = result.dials
@@ -252,7 +280,7 @@ def test_handset_hangs_up_mid_bridge() -> None:
 def test_handset_script_feeds_get_data_wait_for_digit_and_record() -> None:
     async def caller(s: Session) -> None:
         await s.cmd("ANSWER")
-        await s.cmd('STREAM FILE vm-intro "12"')                   # Interrupt "5" is not for this prompt
+        await s.cmd('STREAM FILE vm-intro "12"')  # Interrupt "5" is not for this prompt
         await s.cmd('STREAM FILE vm-intro "567"')
         await s.cmd("GET DATA beep 3000 4")
         await s.cmd("GET DATA beep 3000 10")
@@ -270,9 +298,17 @@ def test_handset_script_feeds_get_data_wait_for_digit_and_record() -> None:
 
     result, standin = run({"inmate-call": caller}, scenario)
     assert standin.sessions[0].replies == [
-        "200 result=0\n", "200 result=0 endpos=45280\n", "200 result=53 endpos=8160\n", "200 result=4455\n",
-        "200 result=12\n", "200 result=0\n", "200 result=35 (dtmf) endpos=0\n", "200 result=-2\n",
-        "200 result=0\n", "200 result=-1\n"]
+        "200 result=0\n",
+        "200 result=0 endpos=45280\n",
+        "200 result=53 endpos=8160\n",
+        "200 result=4455\n",
+        "200 result=12\n",
+        "200 result=0\n",
+        "200 result=35 (dtmf) endpos=0\n",
+        "200 result=-2\n",
+        "200 result=0\n",
+        "200 result=-1\n",
+    ]
     assert standin.sessions[0].hangups == 1
     assert result.keys == ["5", "4", "4", "5", "5", "1", "2", "#", "#"]
     assert result.prompts[:3] == ["vm-intro", "vm-intro", "beep"]
@@ -307,8 +343,11 @@ def test_ami_hangup_during_command_and_while_idle() -> None:
     async def ami_hangup(sim: Simulator, channel: str) -> list[tuple[str, str]]:
         reader, writer = await asyncio.open_connection("127.0.0.1", sim.ami.port)
         await reader.readline()
-        writer.write(ami_message([("Action", "Login"), ("Username", "ctl"), ("Secret", "ctlsecret"),
-                                  ("Events", "off")]))
+        writer.write(
+            ami_message(
+                [("Action", "Login"), ("Username", "ctl"), ("Secret", "ctlsecret"), ("Events", "off")]
+            )
+        )
         await reader.readuntil(b"\r\n\r\n")
         writer.write(ami_message([("Action", "Hangup"), ("ActionID", "h1"), ("Channel", channel)]))
         reply = parse_ami_message(await reader.readuntil(b"\r\n\r\n"))
@@ -343,7 +382,7 @@ def test_hangup_handler_reaches_another_controller_with_call_id() -> None:
         await s.cmd("SET VARIABLE CALL_ID call-77")
         await s.cmd("SET VARIABLE CHANNEL(hangup_handler_push) apc-hangup,s,1")
         await switched.wait()
-        s.writer.close()                                       # controller dies
+        s.writer.close()  # controller dies
 
     async def hangup_handler(s: Session) -> None:
         second_sessions.append(s)
@@ -369,9 +408,11 @@ def test_hangup_handler_reaches_another_controller_with_call_id() -> None:
     (handler,) = second_sessions
     assert handler.env["agi_context"] == "apc-hangup" and handler.env["agi_extension"] == "s"
     assert handler.env["agi_channel"] == result.channel
-    assert handler.replies == ["200 result=1 (call-77)\n",
-                               "511 Command Not Permitted on a dead channel or intercept routine\n",
-                               "200 result=1 (16)\n"]
+    assert handler.replies == [
+        "200 result=1 (call-77)\n",
+        "511 Command Not Permitted on a dead channel or intercept routine\n",
+        "200 result=1 (16)\n",
+    ]
     assert len(result.hangup_agi) == 1 and result.hangup_agi[0].script == "hangup"
 
 
@@ -390,8 +431,9 @@ def test_configured_hangup_agi_runs_for_every_call() -> None:
     async def scenario(sim: Simulator, standin: StandIn) -> list[CallResult]:
         return list(await asyncio.gather(*(call(sim) for _ in range(3))))
 
-    results = run({"inmate-call": caller, "hangup": hangup_handler}, scenario,
-                  config=SimConfig(hangup_agi="hangup"))
+    results = run(
+        {"inmate-call": caller, "hangup": hangup_handler}, scenario, config=SimConfig(hangup_agi="hangup")
+    )
     assert sorted(handler_ids) == sorted(r.uniqueid for r in results)
     assert all(r.hangup_by == "controller" for r in results)
 
@@ -404,22 +446,32 @@ def test_time_scale_runs_a_long_call_fast_in_simulated_seconds() -> None:
         result = await call(sim, Recipient(NUMBER, ring=5, keys="1", talk=300))
         return result, time.monotonic() - t0
 
-    result, real = run({"inmate-call": caller_dialing("U(screen-sub)"), "screen": screener()}, scenario,
-                       clock=clock)
+    result, real = run(
+        {"inmate-call": caller_dialing("U(screen-sub)"), "screen": screener()}, scenario, clock=clock
+    )
     (dial,) = result.dials
     assert dial.bridge_end is not None and dial.bridge_start is not None
-    assert 299 < dial.bridge_end - dial.bridge_start < 305          # simulated seconds
-    assert real < 3                                                 # ~0.6 s of real time at scale 0.002
+    assert 299 < dial.bridge_end - dial.bridge_start < 305  # simulated seconds
+    assert real < 3  # ~0.6 s of real time at scale 0.002
 
 
 def test_many_concurrent_calls() -> None:
     n = 150
 
     async def scenario(sim: Simulator, standin: StandIn) -> list[CallResult]:
-        return list(await asyncio.gather(*(
-            sim.place_call("FAC-07", f"S-{i}", extension=f"{1000 + i}",
-                           recipient=Recipient(f"+1312555{i:04d}", keys="1", talk=60 + i))
-            for i in range(n))))
+        return list(
+            await asyncio.gather(
+                *(
+                    sim.place_call(
+                        "FAC-07",
+                        f"S-{i}",
+                        extension=f"{1000 + i}",
+                        recipient=Recipient(f"+1312555{i:04d}", keys="1", talk=60 + i),
+                    )
+                    for i in range(n)
+                )
+            )
+        )
 
     async def caller(s: Session) -> None:
         i = int(s.env["agi_arg_2"][2:])

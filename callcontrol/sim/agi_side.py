@@ -9,6 +9,7 @@ After the hang-up, media commands get 511 while variable commands still answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from callcontrol.sim.channels import Channel
     from callcontrol.sim.world import Simulator
 
-HANGUP_NOTICE_DELAY = 0.040    # seconds between `200 result=-1` and `HANGUP` (40-46 ms measured)
+HANGUP_NOTICE_DELAY = 0.040  # seconds between `200 result=-1` and `HANGUP` (40-46 ms measured)
 SAMPLE_RATE = 8000
 FRAME = 0.020
 
@@ -93,19 +94,20 @@ def number_files(n: int) -> list[str]:
 @dataclass
 class Outcome:
     data: bytes
-    interrupted: bool = False      # -1 because the channel hung up while the command ran
-    hangup_now: bool = False       # AGI HANGUP command: HANGUP line follows
+    interrupted: bool = False  # -1 because the channel hung up while the command ran
+    hangup_now: bool = False  # AGI HANGUP command: HANGUP line follows
     code: int = 200
 
 
 class AgiSession:
     """One FastAGI connection for `chan`, running `script` (path?query) with `args`."""
 
-    def __init__(self, sim: Simulator, chan: Channel, request: str, args: list[str], *,
-                 dead_from_start: bool = False) -> None:
+    def __init__(
+        self, sim: Simulator, chan: Channel, request: str, args: list[str], *, dead_from_start: bool = False
+    ) -> None:
         self.sim = sim
         self.chan = chan
-        self.request = request                  # agi://host:port/script?query
+        self.request = request  # agi://host:port/script?query
         self.args = args
         self.script = request.split("/", 3)[3] if request.count("/") >= 3 else request
         self.transcript = AgiTranscript(script=self.script.split("?")[0], channel=chan.name)
@@ -185,10 +187,8 @@ class AgiSession:
         finally:
             watcher.cancel()
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
         status = "HANGUP" if self.chan.dead else "SUCCESS"
         self.transcript.status = status
         return status
@@ -209,13 +209,16 @@ class AgiSession:
             asyncio.get_running_loop().call_soon(self.chan.soft_hangup, 16, "handset")
         act = self.chan.script.take_hangup(line)
         if act is not None:
-            self.sim.schedule_hangup(self.chan, act.after, "handset" if self.chan.role == "caller" else "recipient")
+            self.sim.schedule_hangup(
+                self.chan, act.after, "handset" if self.chan.role == "caller" else "recipient"
+            )
         command_id = str(self.sim.rng.randint(1, 2**31 - 1))
         self.chan.event("AGIExecStart", "agi,all", [("CommandId", command_id), ("Command", line)])
         outcome = await self.execute(line)
         self._send(outcome.data)
-        self.chan.event("AGIExecEnd", "agi,all", [("CommandId", command_id), ("Command", line),
-                                                   *_result_fields(outcome)])
+        self.chan.event(
+            "AGIExecEnd", "agi,all", [("CommandId", command_id), ("Command", line), *_result_fields(outcome)]
+        )
         if (outcome.hangup_now or self.chan.dead) and not self.hangup_sent:
             if outcome.interrupted or outcome.hangup_now:
                 await self.sim.clock.sleep(HANGUP_NOTICE_DELAY)
@@ -240,10 +243,9 @@ class AgiSession:
         return await handler(args)
 
     async def cmd_answer(self, args: list[str]) -> Outcome:
-        if self.chan.answer():
-            # Asterisk waits up to 500 ms for media after answering these channels.
-            if not await self.chan.pause(self.sim.config.answer_media_wait):
-                return Outcome(wire.reply(-1), interrupted=True)
+        # Asterisk waits up to 500 ms for media after answering these channels.
+        if self.chan.answer() and not await self.chan.pause(self.sim.config.answer_media_wait):
+            return Outcome(wire.reply(-1), interrupted=True)
         return Outcome(wire.reply(0))
 
     async def cmd_asyncagi_break(self, args: list[str]) -> Outcome:
@@ -368,7 +370,9 @@ class AgiSession:
         return Outcome(wire.reply(0 if res == 0 else ord(str(res))))
 
     async def _say(self, files: list[str], escape: str, cmdline: str) -> Outcome:
-        res, _ = await self._play([f for f in files if self.sim.prompt_seconds(f) is not None], escape, cmdline)
+        res, _ = await self._play(
+            [f for f in files if self.sim.prompt_seconds(f) is not None], escape, cmdline
+        )
         if res == -1:
             return Outcome(wire.reply(-1), interrupted=True)
         if res in (0, -2):
@@ -491,7 +495,10 @@ def _result_fields(outcome: Outcome) -> list[tuple[str, str]]:
     if outcome.interrupted:
         return [("ResultCode", "-1"), ("Result", "Failure")]
     if outcome.code == 511:
-        return [("ResultCode", "511"), ("Result", "Command Not Permitted on a dead channel or intercept routine")]
+        return [
+            ("ResultCode", "511"),
+            ("Result", "Command Not Permitted on a dead channel or intercept routine"),
+        ]
     if outcome.code == 510:
         return [("ResultCode", "510"), ("Result", "Invalid or unknown command")]
     if outcome.code == 520:

@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     from callcontrol.sim.world import Simulator
 
 Pairs = list[tuple[str, str]]
-SECURITY_EVENT_DELAY = 0.009    # security events reach the session ~10 ms late in the capture
+SECURITY_EVENT_DELAY = 0.009  # security events reach the session ~10 ms late in the capture
 
 
 def event_tv(epoch: float) -> str:
-    ms = int(round((epoch - int(epoch)) * 1000))
+    ms = round((epoch - int(epoch)) * 1000)
     sec = int(epoch)
     if ms == 1000:
         sec, ms = sec + 1, 0
@@ -103,15 +103,30 @@ class AmiSession:
             return True
         handler = getattr(self, "act_" + name, None)
         if handler is None:
-            self.respond(aid, "Error", [("Message", f"Invalid/unknown command: {action}. Use Action: ListCommands "
-                                                   "to show available commands.")])
+            self.respond(
+                aid,
+                "Error",
+                [
+                    (
+                        "Message",
+                        f"Invalid/unknown command: {action}. Use Action: ListCommands "
+                        "to show available commands.",
+                    )
+                ],
+            )
             self._security_event_later("RequestBadFormat", "Error", [("RequestType", f"Action: {action}")])
             return True
         return bool(await handler(msg, aid))
 
     def _security_fields(self, name: str, severity: str, epoch: float) -> Pairs:
-        return [("Event", name), ("Privilege", "security,all"), ("EventTV", event_tv(epoch)),
-                ("Severity", severity), ("Service", "AMI"), ("EventVersion", "1")]
+        return [
+            ("Event", name),
+            ("Privilege", "security,all"),
+            ("EventTV", event_tv(epoch)),
+            ("Severity", severity),
+            ("Service", "AMI"),
+            ("EventVersion", "1"),
+        ]
 
     def _security_event_later(self, name: str, severity: str, extra: Pairs) -> None:
         epoch = self.sim.clock.now()
@@ -119,9 +134,17 @@ class AmiSession:
         async def later() -> None:
             await self.sim.clock.sleep(SECURITY_EVENT_DELAY)
             if self.events_on:
-                self.send([*self._security_fields(name, severity, epoch), ("SessionID", self.session_id),
-                           ("LocalAddress", self.local), ("RemoteAddress", self.remote), *extra,
-                           ("SessionTV", self.session_tv), ("AccountID", self.user)])
+                self.send(
+                    [
+                        *self._security_fields(name, severity, epoch),
+                        ("SessionID", self.session_id),
+                        ("LocalAddress", self.local),
+                        ("RemoteAddress", self.remote),
+                        *extra,
+                        ("SessionTV", self.session_tv),
+                        ("AccountID", self.user),
+                    ]
+                )
 
         self.sim.spawn(later())
 
@@ -142,11 +165,26 @@ class AmiSession:
         self.respond(aid, "Success", [("Message", "Authentication accepted")])
         if self.events_on:
             uptime = str(int(now - self.sim.startup_time))
-            self.send([("Event", "FullyBooted"), ("Privilege", "system,all"), ("Uptime", uptime),
-                       ("LastReload", uptime), ("Status", "Fully Booted")])
-            self.send([*self._security_fields("SuccessfulAuth", "Informational", now), ("AccountID", user),
-                       ("SessionID", self.session_id), ("LocalAddress", self.local),
-                       ("RemoteAddress", self.remote), ("UsingPassword", "0"), ("SessionTV", self.session_tv)])
+            self.send(
+                [
+                    ("Event", "FullyBooted"),
+                    ("Privilege", "system,all"),
+                    ("Uptime", uptime),
+                    ("LastReload", uptime),
+                    ("Status", "Fully Booted"),
+                ]
+            )
+            self.send(
+                [
+                    *self._security_fields("SuccessfulAuth", "Informational", now),
+                    ("AccountID", user),
+                    ("SessionID", self.session_id),
+                    ("LocalAddress", self.local),
+                    ("RemoteAddress", self.remote),
+                    ("UsingPassword", "0"),
+                    ("SessionTV", self.session_tv),
+                ]
+            )
             self.sim.events.subscribe(self.on_event)
         return True
 
@@ -159,11 +197,24 @@ class AmiSession:
         return True
 
     async def act_coresettings(self, msg: Pairs, aid: str | None) -> bool:
-        self.respond(aid, "Success", [
-            ("AMIversion", "11.0.0"), ("AsteriskVersion", wire.AGI_VERSION), ("SystemName", ""),
-            ("CoreMaxCalls", "0"), ("CoreMaxLoadAvg", "0.000000"), ("CoreRunUser", ""), ("CoreRunGroup", ""),
-            ("CoreMaxFilehandles", "0"), ("CoreRealTimeEnabled", "No"), ("CoreCDRenabled", "Yes"),
-            ("CoreHTTPenabled", "No"), ("SoundsSearchCustomDir", "No")])
+        self.respond(
+            aid,
+            "Success",
+            [
+                ("AMIversion", "11.0.0"),
+                ("AsteriskVersion", wire.AGI_VERSION),
+                ("SystemName", ""),
+                ("CoreMaxCalls", "0"),
+                ("CoreMaxLoadAvg", "0.000000"),
+                ("CoreRunUser", ""),
+                ("CoreRunGroup", ""),
+                ("CoreMaxFilehandles", "0"),
+                ("CoreRealTimeEnabled", "No"),
+                ("CoreCDRenabled", "Yes"),
+                ("CoreHTTPenabled", "No"),
+                ("SoundsSearchCustomDir", "No"),
+            ],
+        )
         return True
 
     async def act_corestatus(self, msg: Pairs, aid: str | None) -> bool:
@@ -171,10 +222,18 @@ class AmiSession:
         date = time.strftime("%Y-%m-%d", time.gmtime(start))
         clock = time.strftime("%H:%M:%S", time.gmtime(start))
         calls = sum(1 for c in self.sim.channels.values() if c.role == "caller")
-        self.respond(aid, "Success", [
-            ("CoreStartupDate", date), ("CoreStartupTime", clock), ("CoreReloadDate", date),
-            ("CoreReloadTime", clock), ("CoreCurrentCalls", str(calls)),
-            ("CoreProcessedCalls", str(self.sim.processed_calls))])
+        self.respond(
+            aid,
+            "Success",
+            [
+                ("CoreStartupDate", date),
+                ("CoreStartupTime", clock),
+                ("CoreReloadDate", date),
+                ("CoreReloadTime", clock),
+                ("CoreCurrentCalls", str(calls)),
+                ("CoreProcessedCalls", str(self.sim.processed_calls)),
+            ],
+        )
         return True
 
     async def act_getvar(self, msg: Pairs, aid: str | None) -> bool:
@@ -204,8 +263,16 @@ class AmiSession:
             chan.set_var(name, value)
         else:
             self.sim.globals[name] = value
-            self.sim.events.emit("VarSet", [("Privilege", "dialplan,all"), ("Channel", "none"),
-                                            ("Uniqueid", "none"), ("Variable", name), ("Value", value)])
+            self.sim.events.emit(
+                "VarSet",
+                [
+                    ("Privilege", "dialplan,all"),
+                    ("Channel", "none"),
+                    ("Uniqueid", "none"),
+                    ("Variable", name),
+                    ("Value", value),
+                ],
+            )
         return True
 
     async def act_hangup(self, msg: Pairs, aid: str | None) -> bool:
@@ -225,11 +292,25 @@ class AmiSession:
         chans = [c for c in reversed(list(self.sim.channels.values())) if not c.destroyed]
         head = [("ActionID", aid)] if aid is not None else []
         for c in chans:
-            self.send([("Event", "CoreShowChannel"), *head, *c.snapshot(), ("Application", c.app),
-                       ("ApplicationData", c.appdata), ("Duration", fmt_hms(now - c.created)),
-                       ("BridgeId", c.bridge_id)])
-        self.send([("Event", "CoreShowChannelsComplete"), *head, ("EventList", "Complete"),
-                   ("ListItems", str(len(chans)))])
+            self.send(
+                [
+                    ("Event", "CoreShowChannel"),
+                    *head,
+                    *c.snapshot(),
+                    ("Application", c.app),
+                    ("ApplicationData", c.appdata),
+                    ("Duration", fmt_hms(now - c.created)),
+                    ("BridgeId", c.bridge_id),
+                ]
+            )
+        self.send(
+            [
+                ("Event", "CoreShowChannelsComplete"),
+                *head,
+                ("EventList", "Complete"),
+                ("ListItems", str(len(chans))),
+            ]
+        )
         return True
 
     async def act_status(self, msg: Pairs, aid: str | None) -> bool:
@@ -246,15 +327,39 @@ class AmiSession:
         now = self.sim.clock.now()
         tail = [("ActionID", aid)] if aid is not None else []
         for c in chans:
-            self.send([("Event", "Status"), ("Privilege", "Call"), *c.snapshot(), ("Type", "Local"),
-                       ("DNID", c.dnid), ("EffectiveConnectedLineNum", c.conn_num or "<unknown>"),
-                       ("EffectiveConnectedLineName", c.conn_name or "<unknown>"), ("TimeToHangup", "0"),
-                       ("BridgeID", c.bridge_id), ("Application", c.app), ("Data", c.appdata),
-                       ("Nativeformats", "(slin)"), ("Readformat", "slin"), ("Readtrans", ""),
-                       ("Writeformat", "slin"), ("Writetrans", ""), ("Callgroup", "0"), ("Pickupgroup", "0"),
-                       ("Seconds", str(int(now - c.created))), *tail])
-        self.send([("Event", "StatusComplete"), *tail, ("EventList", "Complete"),
-                   ("ListItems", str(len(chans))), ("Items", str(len(chans)))])
+            self.send(
+                [
+                    ("Event", "Status"),
+                    ("Privilege", "Call"),
+                    *c.snapshot(),
+                    ("Type", "Local"),
+                    ("DNID", c.dnid),
+                    ("EffectiveConnectedLineNum", c.conn_num or "<unknown>"),
+                    ("EffectiveConnectedLineName", c.conn_name or "<unknown>"),
+                    ("TimeToHangup", "0"),
+                    ("BridgeID", c.bridge_id),
+                    ("Application", c.app),
+                    ("Data", c.appdata),
+                    ("Nativeformats", "(slin)"),
+                    ("Readformat", "slin"),
+                    ("Readtrans", ""),
+                    ("Writeformat", "slin"),
+                    ("Writetrans", ""),
+                    ("Callgroup", "0"),
+                    ("Pickupgroup", "0"),
+                    ("Seconds", str(int(now - c.created))),
+                    *tail,
+                ]
+            )
+        self.send(
+            [
+                ("Event", "StatusComplete"),
+                *tail,
+                ("EventList", "Complete"),
+                ("ListItems", str(len(chans))),
+                ("Items", str(len(chans))),
+            ]
+        )
         return True
 
     async def act_originate(self, msg: Pairs, aid: str | None) -> bool:
@@ -275,9 +380,16 @@ class AmiSession:
             self.respond(aid, "Success", [("Message", "Originate successfully queued")])
         elif not exists:
             self.respond(aid, "Error", [("Message", "Originate failed")])
-        outcome = await self.sim.originate(channel, context, exten, callerid=callerid,
-                                           variables=[(k, v) for k, v in variables], channel_id=channel_id,
-                                           action_id=aid if is_async else None, is_async=is_async)
+        outcome = await self.sim.originate(
+            channel,
+            context,
+            exten,
+            callerid=callerid,
+            variables=[(k, v) for k, v in variables],
+            channel_id=channel_id,
+            action_id=aid if is_async else None,
+            is_async=is_async,
+        )
         if not is_async and exists:
             if outcome == "ok":
                 self.respond(aid, "Success", [("Message", "Originate successfully queued")])
@@ -332,6 +444,8 @@ class AmiServer:
 
     async def stop(self) -> None:
         self.drop_all()
+        for _ in range(3):  # let the session tasks see their EOF and end
+            await asyncio.sleep(0)
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):

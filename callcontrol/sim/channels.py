@@ -64,19 +64,19 @@ class Channel:
     dead: bool = False
     destroyed: bool = False
     bridge_id: str = ""
-    peer: Channel | None = None          # the other half of a Local pair
+    peer: Channel | None = None  # the other half of a Local pair
     script: ActionQueue = field(default_factory=ActionQueue)
     hangup_handlers: list[str] = field(default_factory=list)
     mixmonitor: list[str] = field(default_factory=list)
     stopped_mixmonitor: bool = False
     hangup_by: str = ""
-    cdr_app: tuple[str, str] = ("", "")   # last application for the Cdr
+    cdr_app: tuple[str, str] = ("", "")  # last application for the Cdr
     dnid: str = ""
     _hangup_fut: asyncio.Future[None] | None = None
-    prompts: list[str] = field(default_factory=list)      # files played to this channel
-    keys: list[str] = field(default_factory=list)         # DTMF this channel's person delivered
-    recordings: list[str] = field(default_factory=list)   # RECORD FILE targets
-    role: str = ""                                        # caller, callee, handset, recipient
+    prompts: list[str] = field(default_factory=list)  # files played to this channel
+    keys: list[str] = field(default_factory=list)  # DTMF this channel's person delivered
+    recordings: list[str] = field(default_factory=list)  # RECORD FILE targets
+    role: str = ""  # caller, callee, handset, recipient
     extra: dict[str, Any] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- state

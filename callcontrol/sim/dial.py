@@ -20,8 +20,19 @@ if TYPE_CHECKING:
     from callcontrol.sim.channels import Channel
     from callcontrol.sim.world import Simulator
 
-RESET_VARS = ("DIALSTATUS", "DIALEDPEERNUMBER", "DIALEDPEERNAME", "ANSWEREDTIME", "ANSWEREDTIME_MS",
-              "DIALEDTIME", "DIALEDTIME_MS", "RINGTIME", "RINGTIME_MS", "PROGRESSTIME", "PROGRESSTIME_MS")
+RESET_VARS = (
+    "DIALSTATUS",
+    "DIALEDPEERNUMBER",
+    "DIALEDPEERNAME",
+    "ANSWEREDTIME",
+    "ANSWEREDTIME_MS",
+    "DIALEDTIME",
+    "DIALEDTIME_MS",
+    "RINGTIME",
+    "RINGTIME_MS",
+    "PROGRESSTIME",
+    "PROGRESSTIME_MS",
+)
 
 
 @dataclass
@@ -66,8 +77,9 @@ async def dial(sim: Simulator, caller: Channel, data: str) -> int:
     timeout = float(args[1]) if len(args) > 1 and args[1].strip() else None
     opts = parse_options(args[2] if len(args) > 2 else "")
     now = sim.clock.now()
-    attempt = DialAttempt(target=target, timeout=timeout, options=opts.raw, started=now,
-                          limit_ms=opts.limit_ms)
+    attempt = DialAttempt(
+        target=target, timeout=timeout, options=opts.raw, started=now, limit_ms=opts.limit_ms
+    )
     attempt.caller_channel = caller.name
     sim.dials.append(attempt)
     recorder = caller.extra.get("result")
@@ -93,11 +105,20 @@ async def dial(sim: Simulator, caller: Channel, data: str) -> int:
             attempt.ended = sim.clock.now()
             _set(caller, "DIALSTATUS", "CHANUNAVAIL")
             return 0
-        sim.events.emit("DialBegin", [("Privilege", "call,all"), *caller.snapshot(), *callee.snapshot("Dest"),
-                                      ("DialString", dest)])
+        sim.events.emit(
+            "DialBegin",
+            [("Privilege", "call,all"), *caller.snapshot(), *callee.snapshot("Dest"), ("DialString", dest)],
+        )
         callee.set_state(5)
-        sim.events.emit("DialState", [("Privilege", "call,all"), *caller.snapshot(), *callee.snapshot("Dest"),
-                                      ("DialStatus", "RINGING")])
+        sim.events.emit(
+            "DialState",
+            [
+                ("Privilege", "call,all"),
+                *caller.snapshot(),
+                *callee.snapshot("Dest"),
+                ("DialStatus", "RINGING"),
+            ],
+        )
         ring_for = recipient.ring if (recipient.answer or recipient.busy) else None
         if timeout is not None and (ring_for is None or ring_for >= timeout):
             ring_for, outcome = timeout, "NOANSWER"
@@ -108,7 +129,9 @@ async def dial(sim: Simulator, caller: Channel, data: str) -> int:
             return _end(sim, caller, callee, attempt, "CANCEL", -1, "caller")
         if outcome != "ANSWER":
             caller.hangupcause = 17 if outcome == "BUSY" else 16
-            return _end(sim, caller, callee, attempt, outcome, 0, "timeout" if outcome == "NOANSWER" else "recipient")
+            return _end(
+                sim, caller, callee, attempt, outcome, 0, "timeout" if outcome == "NOANSWER" else "recipient"
+            )
         # ---- answered
         callee.script = recipient.script()
         callee.answer()
@@ -166,31 +189,61 @@ def _set_times(sim: Simulator, caller: Channel, attempt: DialAttempt) -> None:
     _set(caller, "DIALEDTIME_MS", str(ms))
 
 
-def _end(sim: Simulator, caller: Channel, callee: Channel, attempt: DialAttempt, status: str, result: int,
-         by: str) -> int:
+def _end(
+    sim: Simulator, caller: Channel, callee: Channel, attempt: DialAttempt, status: str, result: int, by: str
+) -> int:
     attempt.status = status
     attempt.ended = sim.clock.now()
     attempt.ended_by = attempt.ended_by or by
-    sim.events.emit("DialEnd", [("Privilege", "call,all"), *caller.snapshot(), *callee.snapshot("Dest"),
-                                ("DialStatus", status)])
+    sim.events.emit(
+        "DialEnd",
+        [("Privilege", "call,all"), *caller.snapshot(), *callee.snapshot("Dest"), ("DialStatus", status)],
+    )
     _set(caller, "DIALSTATUS", status)
     return result
 
 
-async def _bridge(sim: Simulator, caller: Channel, callee: Channel, attempt: DialAttempt, opts: DialOptions,
-                  talk: float | None) -> int:
-    sim.events.emit("DialEnd", [("Privilege", "call,all"), *caller.snapshot(), *callee.snapshot("Dest"),
-                                ("DialStatus", "ANSWER")])
+async def _bridge(
+    sim: Simulator,
+    caller: Channel,
+    callee: Channel,
+    attempt: DialAttempt,
+    opts: DialOptions,
+    talk: float | None,
+) -> int:
+    sim.events.emit(
+        "DialEnd",
+        [("Privilege", "call,all"), *caller.snapshot(), *callee.snapshot("Dest"), ("DialStatus", "ANSWER")],
+    )
     bridge_id = sim.new_bridge_id()
     caller.bridge_id = callee.bridge_id = bridge_id
-    bridge_fields = [("BridgeUniqueid", bridge_id), ("BridgeType", "basic"),
-                     ("BridgeTechnology", "simple_bridge"), ("BridgeCreator", "<unknown>"),
-                     ("BridgeName", "<unknown>")]
-    sim.events.emit("BridgeCreate", [("Privilege", "call,all"), *bridge_fields, ("BridgeNumChannels", "0"),
-                                     ("BridgeVideoSourceMode", "none")])
+    bridge_fields = [
+        ("BridgeUniqueid", bridge_id),
+        ("BridgeType", "basic"),
+        ("BridgeTechnology", "simple_bridge"),
+        ("BridgeCreator", "<unknown>"),
+        ("BridgeName", "<unknown>"),
+    ]
+    sim.events.emit(
+        "BridgeCreate",
+        [
+            ("Privilege", "call,all"),
+            *bridge_fields,
+            ("BridgeNumChannels", "0"),
+            ("BridgeVideoSourceMode", "none"),
+        ],
+    )
     for n, ch in enumerate((callee, caller), 1):
-        sim.events.emit("BridgeEnter", [("Privilege", "call,all"), *bridge_fields, ("BridgeNumChannels", str(n)),
-                                        ("BridgeVideoSourceMode", "none"), *ch.snapshot()])
+        sim.events.emit(
+            "BridgeEnter",
+            [
+                ("Privilege", "call,all"),
+                *bridge_fields,
+                ("BridgeNumChannels", str(n)),
+                ("BridgeVideoSourceMode", "none"),
+                *ch.snapshot(),
+            ],
+        )
     start = sim.clock.now()
     attempt.bridge_start = start
     handset = caller.extra.get("handset")
@@ -209,11 +262,25 @@ async def _bridge(sim: Simulator, caller: Channel, callee: Channel, attempt: Dia
         limit_task.cancel()
     attempt.bridge_end = sim.clock.now()
     for n, ch in enumerate((callee, caller)):
-        sim.events.emit("BridgeLeave", [("Privilege", "call,all"), *bridge_fields,
-                                        ("BridgeNumChannels", str(1 - n)), ("BridgeVideoSourceMode", "none"),
-                                        *ch.snapshot()])
-    sim.events.emit("BridgeDestroy", [("Privilege", "call,all"), *bridge_fields, ("BridgeNumChannels", "0"),
-                                      ("BridgeVideoSourceMode", "none")])
+        sim.events.emit(
+            "BridgeLeave",
+            [
+                ("Privilege", "call,all"),
+                *bridge_fields,
+                ("BridgeNumChannels", str(1 - n)),
+                ("BridgeVideoSourceMode", "none"),
+                *ch.snapshot(),
+            ],
+        )
+    sim.events.emit(
+        "BridgeDestroy",
+        [
+            ("Privilege", "call,all"),
+            *bridge_fields,
+            ("BridgeNumChannels", "0"),
+            ("BridgeVideoSourceMode", "none"),
+        ],
+    )
     caller.bridge_id = callee.bridge_id = ""
     _set_times(sim, caller, attempt)
     _set(caller, "DIALSTATUS", "ANSWER")
@@ -264,5 +331,5 @@ def _warning_files(caller: Channel, remaining: float) -> list[str]:
     custom = caller.get_var("LIMIT_WARNING_FILE")
     if custom:
         return [custom]
-    secs = max(0, int(remaining) - 1)   # Asterisk said "4 seconds" for a 5 s warning in the capture
+    secs = max(0, int(remaining) - 1)  # Asterisk said "4 seconds" for a 5 s warning in the capture
     return ["vm-youhave", f"digits/{secs}", "queue-seconds"]

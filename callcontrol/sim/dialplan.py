@@ -114,8 +114,10 @@ def transcript_dialplan() -> Dialplan:
             Step("Hangup", ""),
         ]
 
-    done = ("Dial done: DIALSTATUS=${DIALSTATUS} ANSWEREDTIME=${ANSWEREDTIME} DIALEDTIME=${DIALEDTIME} "
-            "ANSWEREDTIME_MS=${ANSWEREDTIME_MS} DIALEDTIME_MS=${DIALEDTIME_MS}")
+    done = (
+        "Dial done: DIALSTATUS=${DIALSTATUS} ANSWEREDTIME=${ANSWEREDTIME} DIALEDTIME=${DIALEDTIME} "
+        "ANSWEREDTIME_MS=${ANSWEREDTIME_MS} DIALEDTIME_MS=${DIALEDTIME_MS}"
+    )
     return {
         "facility-phones": {
             "101": phone("101", "INM-0101", "caller-hangup"),

@@ -12,7 +12,7 @@ class AgiTranscript:
     script: str
     channel: str
     lines: list[tuple[float, str, bytes]] = field(default_factory=list)
-    status: str = ""            # AGISTATUS: SUCCESS, HANGUP, FAILURE
+    status: str = ""  # AGISTATUS: SUCCESS, HANGUP, FAILURE
 
     def sent(self) -> list[bytes]:
         return [b for _, d, b in self.lines if d == ">>"]
@@ -31,12 +31,12 @@ class DialAttempt:
     options: str
     started: float
     ended: float | None = None
-    status: str = ""                       # DIALSTATUS
-    answered_at: float | None = None       # callee answered
+    status: str = ""  # DIALSTATUS
+    answered_at: float | None = None  # callee answered
     bridge_start: float | None = None
     bridge_end: float | None = None
     limit_ms: int | None = None
-    warning_at: float | None = None        # simulated time the L() warning played
+    warning_at: float | None = None  # simulated time the L() warning played
     warning_files: list[str] = field(default_factory=list)
     limit_hit: bool = False
     gosub_result: str | None = None
@@ -45,9 +45,9 @@ class DialAttempt:
     screen: AgiTranscript | None = None
     recipient_prompts: list[str] = field(default_factory=list)
     recipient_keys: list[str] = field(default_factory=list)
-    ended_by: str = ""                      # recipient, caller, limit, gosub, timeout
-    answeredtime_ms: int | None = None      # ANSWEREDTIME_MS Dial set on the caller
-    dialedtime_ms: int | None = None        # DIALEDTIME_MS
+    ended_by: str = ""  # recipient, caller, limit, gosub, timeout
+    answeredtime_ms: int | None = None  # ANSWEREDTIME_MS Dial set on the caller
+    dialedtime_ms: int | None = None  # DIALEDTIME_MS
     caller_channel: str = ""
 
 
@@ -58,14 +58,14 @@ class CallResult:
     placed_at: float
     agi: AgiTranscript | None = None
     hangup_agi: list[AgiTranscript] = field(default_factory=list)
-    prompts: list[str] = field(default_factory=list)        # played to the handset
-    keys: list[str] = field(default_factory=list)           # handset DTMF delivered to commands
+    prompts: list[str] = field(default_factory=list)  # played to the handset
+    keys: list[str] = field(default_factory=list)  # handset DTMF delivered to commands
     dials: list[DialAttempt] = field(default_factory=list)
-    recorded: bool = False                                   # MixMonitor ran on the caller
+    recorded: bool = False  # MixMonitor ran on the caller
     mixmonitor_files: list[str] = field(default_factory=list)
-    recordings: list[str] = field(default_factory=list)      # RECORD FILE targets
+    recordings: list[str] = field(default_factory=list)  # RECORD FILE targets
     variables: dict[str, str] = field(default_factory=dict)  # caller channel variables at the end
-    hangup_by: str = ""                                      # handset, recipient, controller, ami, limit
+    hangup_by: str = ""  # handset, recipient, controller, ami, limit
     hangup_cause: int = 0
     ended_at: float | None = None
     agi_status: str = ""

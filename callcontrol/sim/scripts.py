@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Keys:
     digits: str
-    after: float = 0.5      # first key this long after the consuming command started
-    gap: float = 0.25       # between keys
+    after: float = 0.5  # first key this long after the consuming command started
+    gap: float = 0.25  # between keys
 
 
 def Interrupt(digit: str, after: float = 1.0) -> Keys:
@@ -88,7 +88,12 @@ class ActionQueue:
 
     def take_interrupt(self, command: str, escape: str) -> Keys | None:
         """For prompts: the next Keys action only if its first key is an escape digit."""
-        if self._q and isinstance(self._q[0], Keys) and self._q[0].digits[:1] and self._q[0].digits[0] in escape:
+        if (
+            self._q
+            and isinstance(self._q[0], Keys)
+            and self._q[0].digits[:1]
+            and self._q[0].digits[0] in escape
+        ):
             act = self._q.popleft()
             self.consumed.append((command, act))
             assert isinstance(act, Keys)
@@ -107,7 +112,7 @@ class Handset:
     actions: list[object] = field(default_factory=list)
     hangup_after: float | None = None
     hangup_at_command: int | None = None
-    hangup_during_bridge: float | None = None   # hang up this long after the bridge starts
+    hangup_during_bridge: float | None = None  # hang up this long after the bridge starts
 
 
 @dataclass

@@ -20,8 +20,10 @@ from pathlib import Path
 
 from callcontrol.clock import ManualClock
 
-TRANSCRIPT_DIR = Path(os.environ.get("CALLCONTROL_TRANSCRIPTS")
-                      or Path(__file__).resolve().parents[3] / "shared" / "asterisk-transcripts")
+TRANSCRIPT_DIR = Path(
+    os.environ.get("CALLCONTROL_TRANSCRIPTS")
+    or Path(__file__).resolve().parents[3] / "shared" / "asterisk-transcripts"
+)
 
 _LINE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) \(\+\s*([\d.]+)\) (>>|<<|##) ?(.*)$")
 _START = re.compile(r"^# started (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})")
@@ -36,10 +38,12 @@ def unescape(text: str) -> bytes:
         if ch == "\\" and i + 1 < len(text):
             nxt = text[i + 1]
             if nxt == "x":
-                out.append(int(text[i + 2:i + 4], 16))
+                out.append(int(text[i + 2 : i + 4], 16))
                 i += 4
                 continue
-            out += {"n": b"\n", "r": b"\r", "t": b"\t", "\\": b"\\", "0": b"\0"}.get(nxt, ("\\" + nxt).encode())
+            out += {"n": b"\n", "r": b"\r", "t": b"\t", "\\": b"\\", "0": b"\0"}.get(
+                nxt, ("\\" + nxt).encode()
+            )
             i += 2
             continue
         out += ch.encode()
@@ -49,9 +53,9 @@ def unescape(text: str) -> bytes:
 
 @dataclass
 class Line:
-    at: float            # epoch seconds (capture start + relative offset)
-    direction: str       # '>>', '<<', '##'
-    data: bytes          # wire bytes ('##': the note text)
+    at: float  # epoch seconds (capture start + relative offset)
+    direction: str  # '>>', '<<', '##'
+    data: bytes  # wire bytes ('##': the note text)
 
 
 @dataclass
@@ -71,7 +75,10 @@ def parse(path: str | Path) -> Capture:
     for raw in p.read_text().splitlines():
         m = _START.match(raw)
         if m:
-            start = calendar.timegm(time.strptime(m.group(1)[:-4], "%Y-%m-%d %H:%M:%S")) + int(m.group(1)[-3:]) / 1000
+            start = (
+                calendar.timegm(time.strptime(m.group(1)[:-4], "%Y-%m-%d %H:%M:%S"))
+                + int(m.group(1)[-3:]) / 1000
+            )
             continue
         m = _LINE.match(raw)
         if not m:
@@ -102,7 +109,7 @@ class Mismatch:
 @dataclass
 class _Session:
     capture: Capture
-    kind: str                          # 'agi' (we serve) or 'ami' (we dial)
+    kind: str  # 'agi' (we serve) or 'ami' (we dial)
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
     last_command: bytes = b""
@@ -144,7 +151,9 @@ class Conductor:
         assert self._pending is not None or not self.agi_captures
         timeline: list[tuple[float, int, _Session, int, Line]] = []
         seq = 0
-        sessions = [_Session(c, "agi") for c in self.agi_captures] + [_Session(c, "ami") for c in self.ami_captures]
+        sessions = [_Session(c, "agi") for c in self.agi_captures] + [
+            _Session(c, "ami") for c in self.ami_captures
+        ]
         for s in sessions:
             for i, ln in enumerate(s.capture.lines):
                 timeline.append((ln.at, seq, s, i, ln))
@@ -187,7 +196,7 @@ class Conductor:
             if ln.data.endswith(b"\n"):
                 s.last_command = ln.data
             await s.writer.drain()
-            await asyncio.sleep(self.settle)   # let the simulator read it before time moves on
+            await asyncio.sleep(self.settle)  # let the simulator read it before time moves on
             return
         if s.writer is None:
             return
@@ -228,13 +237,13 @@ def after_command(*commands: str) -> Callable[[_Session, bytes], bool]:
 
 
 VOLATILE_AMI = {
-    b"Timestamp": rb"\d+\.\d{6}",                       # Ping: microsecond wall clock
+    b"Timestamp": rb"\d+\.\d{6}",  # Ping: microsecond wall clock
     b"EventTV": rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000",
     b"SessionTV": rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000",
-    b"SessionID": rb"0x[0-9a-f]+",                      # a pointer in Asterisk
-    b"CommandId": rb"\d+",                              # random in Asterisk
-    b"LocalAddress": rb"IPV4/TCP/127\.0\.0\.1/\d+",      # our listening port differs from 5038
-    b"RemoteAddress": rb"IPV4/TCP/127\.0\.0\.1/\d+",     # the client's ephemeral port
+    b"SessionID": rb"0x[0-9a-f]+",  # a pointer in Asterisk
+    b"CommandId": rb"\d+",  # random in Asterisk
+    b"LocalAddress": rb"IPV4/TCP/127\.0\.0\.1/\d+",  # our listening port differs from 5038
+    b"RemoteAddress": rb"IPV4/TCP/127\.0\.0\.1/\d+",  # the client's ephemeral port
 }
 
 

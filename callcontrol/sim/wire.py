@@ -58,7 +58,9 @@ def value_reply(value: str | None) -> bytes:
 def usage_520(command: str) -> bytes:
     text = USAGE.get(command, (f"Usage: {command} (see the Asterisk AGI documentation)",))
     body = "".join(line + "\n" for line in text)
-    return ("520-Invalid command syntax.  Proper usage follows:\n" + body + "520 End of proper usage.\n").encode()
+    return (
+        "520-Invalid command syntax.  Proper usage follows:\n" + body + "520 End of proper usage.\n"
+    ).encode()
 
 
 def parse_agi_args(line: str) -> list[str]:

@@ -43,16 +43,16 @@ DEFAULT_PROMPTS: dict[str, float] = {
 class SimConfig:
     """Names and knobs of the simulated Asterisk (defaults: production dialplan names)."""
 
-    agi_host: str | None = None               # host:port shown in agi_request; None: the controller's
+    agi_host: str | None = None  # host:port shown in agi_request; None: the controller's
     phones_context: str = "facility-phones"
     caller_script: str = "inmate-call"
     outbound_context: str = "apc-outbound"
     subroutines: dict[str, str] = field(default_factory=lambda: {"screen-sub": "screen"})
     hangup_handlers: dict[str, str] = field(default_factory=lambda: {"apc-hangup": "hangup"})
-    hangup_agi: str | None = None             # e.g. "hangup": push this handler on every placed call
-    handset_context: tuple[str, str] | None = None   # dialplan the ;1 (handset) half runs, for events
+    hangup_agi: str | None = None  # e.g. "hangup": push this handler on every placed call
+    handset_context: tuple[str, str] | None = None  # dialplan the ;1 (handset) half runs, for events
     prompts: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PROMPTS))
-    known_prompts: set[str] | None = None     # if set, other prompts fail (-1 endpos=0)
+    known_prompts: set[str] | None = None  # if set, other prompts fail (-1 endpos=0)
     default_prompt_seconds: float = 1.0
     answer_media_wait: float = 0.5
     uniqueid_start: int = 0
@@ -61,15 +61,21 @@ class SimConfig:
     seed: int | None = None
     ami_user: str = "ctl"
     ami_secret: str = "ctlsecret"
-    startup_time: float | None = None         # epoch the simulated Asterisk "booted"
-    dialplan: Dialplan | None = None          # extra contexts (e.g. dialplan.transcript_dialplan())
+    startup_time: float | None = None  # epoch the simulated Asterisk "booted"
+    dialplan: Dialplan | None = None  # extra contexts (e.g. dialplan.transcript_dialplan())
 
 
 class Simulator:
     """One simulated Asterisk. Use `async with Simulator(controller=(host, port), clock=...)`."""
 
-    def __init__(self, controller: tuple[str, int] = ("127.0.0.1", 4573), *, clock: Clock | None = None,
-                 config: SimConfig | None = None, ami_port: int | None = 0) -> None:
+    def __init__(
+        self,
+        controller: tuple[str, int] = ("127.0.0.1", 4573),
+        *,
+        clock: Clock | None = None,
+        config: SimConfig | None = None,
+        ami_port: int | None = 0,
+    ) -> None:
         self.config = config or SimConfig()
         self.clock = clock or Clock()
         self.controller = controller
@@ -79,16 +85,24 @@ class Simulator:
         self.globals: dict[str, str] = {}
         self.astdb: dict[tuple[str, str], str] = {}
         self.recipients: dict[str, Recipient] = {}
-        self.dials: list[DialAttempt] = []          # every Dial attempt, in order (tests read it)
+        self.dials: list[DialAttempt] = []  # every Dial attempt, in order (tests read it)
         self.rng = random.Random(self.config.seed)
         self.stats: Counter[str] = Counter()
-        self.dialplan: Dialplan = {**production_dialplan(self.config.subroutines), **(self.config.dialplan or {})}
+        self.dialplan: Dialplan = {
+            **production_dialplan(self.config.subroutines),
+            **(self.config.dialplan or {}),
+        }
         self._uid = itertools.count(self.config.uniqueid_start)
         self._seq = itertools.count(self.config.local_seq_start)
-        self._threadids: Iterator[int] = iter(self.config.threadids) if self.config.threadids is not None \
+        self._threadids: Iterator[int] = (
+            iter(self.config.threadids)
+            if self.config.threadids is not None
             else itertools.count(140152822556352, 512 * 1024)
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.startup_time = self.config.startup_time if self.config.startup_time is not None else self.clock.now()
+        self.startup_time = (
+            self.config.startup_time if self.config.startup_time is not None else self.clock.now()
+        )
         self.processed_calls = 0
         self.ami_port = ami_port
         self.ami: Any = None
@@ -134,8 +148,15 @@ class Simulator:
     def new_bridge_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    def new_local_pair(self, exten: str, context: str, *, caller: Channel | None = None,
-                       channel_id: str | None = None, events: bool = True) -> tuple[Channel, Channel]:
+    def new_local_pair(
+        self,
+        exten: str,
+        context: str,
+        *,
+        caller: Channel | None = None,
+        channel_id: str | None = None,
+        events: bool = True,
+    ) -> tuple[Channel, Channel]:
         """`Local/exten@context-XXXXXXXX;1` and `;2`, uniqueids from the global counter."""
         seq = next(self._seq)
         base = f"Local/{exten}@{context}-{seq:08x}"
@@ -165,8 +186,11 @@ class Simulator:
         for key in (name, base):
             if key in self.config.prompts:
                 return self.config.prompts[key]
-        if self.config.known_prompts is not None and name not in self.config.known_prompts \
-                and base not in self.config.known_prompts:
+        if (
+            self.config.known_prompts is not None
+            and name not in self.config.known_prompts
+            and base not in self.config.known_prompts
+        ):
             return None
         return self.config.default_prompt_seconds
 
@@ -197,7 +221,9 @@ class Simulator:
 
     def _hangup_event(self, chan: Channel) -> None:
         cause = chan.hangupcause
-        chan.event("Hangup", "call,all", [("Cause", str(cause)), ("Cause-txt", CAUSE_TXT.get(cause, "Unknown"))])
+        chan.event(
+            "Hangup", "call,all", [("Cause", str(cause)), ("Cause-txt", CAUSE_TXT.get(cause, "Unknown"))]
+        )
 
     def cdr_event(self, chan: Channel, disposition: str | None = None) -> None:
         now = self.clock.now()
@@ -207,20 +233,36 @@ class Simulator:
         if disposition is None:
             disposition = "ANSWERED" if answered is not None else "NO ANSWER"
         caller_id = f'"{chan.cid_name}" <{chan.cid_num}>'
-        self.events.emit("Cdr", [
-            ("Privilege", "cdr,all"), ("AccountCode", chan.accountcode), ("Source", chan.cid_num),
-            ("Destination", chan.exten), ("DestinationContext", chan.context), ("CallerID", caller_id),
-            ("Channel", chan.name), ("DestinationChannel", peer), ("LastApplication", app), ("LastData", data),
-            ("StartTime", fmt_cdr_time(chan.created)), ("AnswerTime", fmt_cdr_time(answered)),
-            ("EndTime", fmt_cdr_time(now)), ("Duration", str(int(now - chan.created))),
-            ("BillableSeconds", str(int(now - answered)) if answered is not None else "0"),
-            ("Disposition", disposition), ("AMAFlags", "DOCUMENTATION"), ("UniqueID", chan.uniqueid),
-            ("UserField", ""),
-        ])
+        self.events.emit(
+            "Cdr",
+            [
+                ("Privilege", "cdr,all"),
+                ("AccountCode", chan.accountcode),
+                ("Source", chan.cid_num),
+                ("Destination", chan.exten),
+                ("DestinationContext", chan.context),
+                ("CallerID", caller_id),
+                ("Channel", chan.name),
+                ("DestinationChannel", peer),
+                ("LastApplication", app),
+                ("LastData", data),
+                ("StartTime", fmt_cdr_time(chan.created)),
+                ("AnswerTime", fmt_cdr_time(answered)),
+                ("EndTime", fmt_cdr_time(now)),
+                ("Duration", str(int(now - chan.created))),
+                ("BillableSeconds", str(int(now - answered)) if answered is not None else "0"),
+                ("Disposition", disposition),
+                ("AMAFlags", "DOCUMENTATION"),
+                ("UniqueID", chan.uniqueid),
+                ("UserField", ""),
+            ],
+        )
 
     def device_state(self, chan: Channel, state: str) -> None:
         device = chan.name.rsplit("-", 1)[0] if chan.name.startswith("Local/") else chan.name
-        self.events.emit("DeviceStateChange", [("Privilege", "call,all"), ("Device", device), ("State", state)])
+        self.events.emit(
+            "DeviceStateChange", [("Privilege", "call,all"), ("Device", device), ("State", state)]
+        )
 
     def destroy_pair(self, two: Channel, one: Channel | None) -> None:
         """Tear a Local pair down after `two`'s dialplan ended: the events of a normal hang-up."""
@@ -250,8 +292,14 @@ class Simulator:
             self.device_state(two, "NOT_INUSE")
 
     # ------------------------------------------------------------ dialplan
-    async def run_steps(self, chan: Channel, steps: list[Step], start: int = 1,
-                        gosub_args: list[str] | None = None, transcripts: list[AgiTranscript] | None = None) -> str | None:
+    async def run_steps(
+        self,
+        chan: Channel,
+        steps: list[Step],
+        start: int = 1,
+        gosub_args: list[str] | None = None,
+        transcripts: list[AgiTranscript] | None = None,
+    ) -> str | None:
         """Run dialplan steps on `chan` from priority `start`; returns the Return() value if any."""
         if gosub_args is not None:
             chan.set_var("LOCAL(ARGC)", str(len(gosub_args)))
@@ -264,8 +312,11 @@ class Simulator:
             chan.priority = prio
             data = substitute(step.data, chan, self.agi_host)
             chan.app, chan.appdata = step.app, data
-            chan.event("Newexten", "dialplan,all", [("Extension", chan.exten), ("Application", step.app),
-                                                    ("AppData", data)])
+            chan.event(
+                "Newexten",
+                "dialplan,all",
+                [("Extension", chan.exten), ("Application", step.app), ("AppData", data)],
+            )
             hook = chan.extra.pop("on_first_block", None)
             if hook is not None and step.app in ("AGI", "Answer", "Dial", "Wait", "WaitForCondition"):
                 hook()
@@ -327,11 +378,22 @@ class Simulator:
         chan.hangup_handlers.clear()
 
     # -------------------------------------------------------------- calls
-    def start_call(self, facility: str = "FAC-1", station: str = "A-1", *, handset: Handset | None = None,
-                   recipient: Recipient | Iterable[Recipient] | None = None, extension: str = "100",
-                   caller_name: str | None = None, variables: dict[str, str] | None = None,
-                   script: str | None = None, query: str | None = None, agi_args: list[str] | None = None,
-                   hangup_agi: str | None = None, channel_id: str | None = None) -> asyncio.Task[CallResult]:
+    def start_call(
+        self,
+        facility: str = "FAC-1",
+        station: str = "A-1",
+        *,
+        handset: Handset | None = None,
+        recipient: Recipient | Iterable[Recipient] | None = None,
+        extension: str = "100",
+        caller_name: str | None = None,
+        variables: dict[str, str] | None = None,
+        script: str | None = None,
+        query: str | None = None,
+        agi_args: list[str] | None = None,
+        hangup_agi: str | None = None,
+        channel_id: str | None = None,
+    ) -> asyncio.Task[CallResult]:
         """Place a call without waiting for it; the task's result is the CallResult."""
         if recipient is not None:
             for r in [recipient] if isinstance(recipient, Recipient) else recipient:
@@ -343,19 +405,35 @@ class Simulator:
         url = f"agi://{{agi}}/{script}" + (f"?{query}" if query else "")
         steps = [Step("NoOp", "Facility phone ${EXTEN} off-hook: ${CHANNEL}")]
         steps += [Step("Set", f"{k}={v}") for k, v in (variables or {}).items()]
-        steps += [Step("AGI", ",".join([url, *args])),
-                  Step("NoOp", "AGI finished: AGISTATUS=${AGISTATUS} DIALSTATUS=${DIALSTATUS}"),
-                  Step("Hangup", "")]
-        return self.spawn(self._call(steps, extension, handset, caller_name if caller_name is not None
-                                     else f"{facility} {station}", hangup_agi or self.config.hangup_agi,
-                                     channel_id))
+        steps += [
+            Step("AGI", ",".join([url, *args])),
+            Step("NoOp", "AGI finished: AGISTATUS=${AGISTATUS} DIALSTATUS=${DIALSTATUS}"),
+            Step("Hangup", ""),
+        ]
+        return self.spawn(
+            self._call(
+                steps,
+                extension,
+                handset,
+                caller_name if caller_name is not None else f"{facility} {station}",
+                hangup_agi or self.config.hangup_agi,
+                channel_id,
+            )
+        )
 
     async def place_call(self, facility: str = "FAC-1", station: str = "A-1", **kw: Any) -> CallResult:
         """Place a call and wait until it is over (hang-up handlers included)."""
         return await self.start_call(facility, station, **kw)
 
-    async def _call(self, steps: list[Step], extension: str, handset: Handset, caller_name: str,
-                    hangup_agi: str | None, channel_id: str | None) -> CallResult:
+    async def _call(
+        self,
+        steps: list[Step],
+        extension: str,
+        handset: Handset,
+        caller_name: str,
+        hangup_agi: str | None,
+        channel_id: str | None,
+    ) -> CallResult:
         ctx = self.config.phones_context
         one, two = self.new_local_pair(extension, ctx, channel_id=channel_id)
         two.role, one.role = "caller", "handset"
@@ -393,8 +471,9 @@ class Simulator:
             result.ended_at = self.clock.now()
         return result
 
-    def _set_callerid(self, one: Channel, two: Channel, num: str, name: str,
-                      variables: list[tuple[str, str]] | None = None) -> None:
+    def _set_callerid(
+        self, one: Channel, two: Channel, num: str, name: str, variables: list[tuple[str, str]] | None = None
+    ) -> None:
         """The Originate sequence: VarSets and caller id on ;1, then on ;2, then LocalBridge."""
         for k, v in variables or []:
             one.set_var(k, v)
@@ -408,37 +487,61 @@ class Simulator:
         two.conn_num, two.conn_name = num, name
         two.event("NewCallerid", "call,all", [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
         two.event("NewConnectedLine", "call,all")
-        self.events.emit("LocalBridge", [("Privilege", "call,all"), *one.snapshot("LocalOne"),
-                                         *two.snapshot("LocalTwo"), ("Context", two.context),
-                                         ("Exten", two.exten), ("LocalOptimization", "Yes")])
+        self.events.emit(
+            "LocalBridge",
+            [
+                ("Privilege", "call,all"),
+                *one.snapshot("LocalOne"),
+                *two.snapshot("LocalTwo"),
+                ("Context", two.context),
+                ("Exten", two.exten),
+                ("LocalOptimization", "Yes"),
+            ],
+        )
 
     def _appdial2(self, one: Channel) -> None:
         one.app, one.appdata = "AppDial2", "(Outgoing Line)"
         one.cdr_app = ("AppDial2", "(Outgoing Line)")
-        one.event("Newexten", "dialplan,all", [("Extension", one.exten), ("Application", "AppDial2"),
-                                               ("AppData", "(Outgoing Line)")])
+        one.event(
+            "Newexten",
+            "dialplan,all",
+            [("Extension", one.exten), ("Application", "AppDial2"), ("AppData", "(Outgoing Line)")],
+        )
 
-    def _wire_originate_hooks(self, one: Channel, two: Channel, action_id: str | None,
-                              target: tuple[str, str] | None) -> None:
+    def _wire_originate_hooks(
+        self, one: Channel, two: Channel, action_id: str | None, target: tuple[str, str] | None
+    ) -> None:
         """DialBegin when ;2 first blocks; on ;2's answer: ;1 goes up and runs the handset dialplan."""
         dial_string = f"{two.exten}@{two.context}"
 
         def dial_begin() -> None:
-            self.events.emit("DialBegin", [("Privilege", "call,all"), *one.snapshot("Dest"),
-                                           ("DialString", dial_string)])
+            self.events.emit(
+                "DialBegin", [("Privilege", "call,all"), *one.snapshot("Dest"), ("DialString", dial_string)]
+            )
 
         def answered() -> None:
             self.device_state(two, "INUSE")
             ctx, exten = target if target is not None else (self.config.handset_context or ("", ""))
             if action_id is not None:
-                self.events.emit("OriginateResponse", [
-                    ("Privilege", "call,all"), ("ActionID", action_id), ("Response", "Success"),
-                    ("Channel", one.name), ("Context", ctx), ("Exten", exten), ("Reason", "4"),
-                    ("Uniqueid", one.uniqueid), ("CallerIDNum", one.cid_num or "<unknown>"),
-                    ("CallerIDName", one.cid_name or "<unknown>")])
+                self.events.emit(
+                    "OriginateResponse",
+                    [
+                        ("Privilege", "call,all"),
+                        ("ActionID", action_id),
+                        ("Response", "Success"),
+                        ("Channel", one.name),
+                        ("Context", ctx),
+                        ("Exten", exten),
+                        ("Reason", "4"),
+                        ("Uniqueid", one.uniqueid),
+                        ("CallerIDNum", one.cid_num or "<unknown>"),
+                        ("CallerIDName", one.cid_name or "<unknown>"),
+                    ],
+                )
             one.answer()
-            self.events.emit("DialEnd", [("Privilege", "call,all"), *one.snapshot("Dest"),
-                                         ("DialStatus", "ANSWER")])
+            self.events.emit(
+                "DialEnd", [("Privilege", "call,all"), *one.snapshot("Dest"), ("DialStatus", "ANSWER")]
+            )
             steps = find_exten(self.dialplan, ctx, exten) if ctx else None
             if steps is not None:
                 one.context, one.exten = ctx, exten
@@ -451,11 +554,20 @@ class Simulator:
         two.extra["on_answer"] = answered
 
     # ------------------------------------------------------------ originate
-    async def originate(self, channel: str, context: str, exten: str, *, callerid: tuple[str, str] | None,
-                        variables: list[tuple[str, str]], channel_id: str | None, action_id: str | None,
-                        is_async: bool) -> str:
+    async def originate(
+        self,
+        channel: str,
+        context: str,
+        exten: str,
+        *,
+        callerid: tuple[str, str] | None,
+        variables: list[tuple[str, str]],
+        channel_id: str | None,
+        action_id: str | None,
+        is_async: bool,
+    ) -> str:
         """AMI Originate of a Local channel: returns "ok", "no-exten" or "no-context"."""
-        tech, _, dest = channel.partition("/")
+        dest = channel.partition("/")[2]
         dexten, _, dctx = dest.partition("@")
         one, two = self.new_local_pair(dexten, dctx, channel_id=channel_id)
         steps = find_exten(self.dialplan, dctx, dexten)
@@ -481,8 +593,16 @@ class Simulator:
         self.spawn(run())
         return "ok"
 
-    def _failed_originate(self, one: Channel, two: Channel, channel: str, context: str, exten: str,
-                          action_id: str | None, context_exists: bool) -> None:
+    def _failed_originate(
+        self,
+        one: Channel,
+        two: Channel,
+        channel: str,
+        context: str,
+        exten: str,
+        action_id: str | None,
+        context_exists: bool,
+    ) -> None:
         """The event order the capture shows for an Originate whose extension/context is missing."""
         for ch in (one, two):
             ch.destroyed = ch.dead = True
@@ -490,8 +610,11 @@ class Simulator:
         one.cdr_app = ("AppDial2", "(Outgoing Line)")
 
         def appdial() -> None:
-            one.event("Newexten", "dialplan,all", [("Extension", one.exten), ("Application", "AppDial2"),
-                                                   ("AppData", "(Outgoing Line)")])
+            one.event(
+                "Newexten",
+                "dialplan,all",
+                [("Extension", one.exten), ("Application", "AppDial2"), ("AppData", "(Outgoing Line)")],
+            )
 
         if context_exists:
             self.cdr_event(two, "FAILED")
@@ -499,10 +622,21 @@ class Simulator:
             self._hangup_event(two)
             self.device_state(two, "INVALID")
             if action_id is not None:
-                self.events.emit("OriginateResponse", [
-                    ("Privilege", "call,all"), ("ActionID", action_id), ("Response", "Failure"),
-                    ("Channel", channel), ("Context", context), ("Exten", exten), ("Reason", "0"),
-                    ("Uniqueid", "<unknown>"), ("CallerIDNum", "<unknown>"), ("CallerIDName", "<unknown>")])
+                self.events.emit(
+                    "OriginateResponse",
+                    [
+                        ("Privilege", "call,all"),
+                        ("ActionID", action_id),
+                        ("Response", "Failure"),
+                        ("Channel", channel),
+                        ("Context", context),
+                        ("Exten", exten),
+                        ("Reason", "0"),
+                        ("Uniqueid", "<unknown>"),
+                        ("CallerIDNum", "<unknown>"),
+                        ("CallerIDName", "<unknown>"),
+                    ],
+                )
             self.cdr_event(one, "FAILED")
             self._hangup_event(one)
             self.device_state(two, "INVALID")
