@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 
 from ledger.errors import BadAmount
 
+DOLLARS_RE = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})?|\.\d{1,2}")
+
 
 def parse_dollars(text: str, *, signed: bool = False) -> int:
-    """"25", "25.5", "$25.00" -> cents. At most 2 decimals; zero refused; a sign only when `signed`."""
+    """"25", "25.5", "$1,025.00" -> cents. At most 2 decimals, no exponent; zero refused; a sign only
+    when `signed`."""
     raw = text.strip()
     sign = 1
-    if raw[:1] in "+-" and raw:
+    if raw[:1] in ("+", "-"):
         if not signed:
             raise BadAmount(f"amount must be positive: {text!r}")
         sign = -1 if raw[0] == "-" else 1
         raw = raw[1:]
     raw = raw.removeprefix("$")
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise BadAmount(f"not an amount in dollars: {text!r}") from None
-    if not value.is_finite() or value.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise BadAmount(f"at most 2 decimals (cents): {text!r}")
+    if not DOLLARS_RE.fullmatch(raw):
+        raise BadAmount(f"not an amount in dollars with at most 2 decimals (cents): {text!r}")
+    value = Decimal(raw.replace(",", ""))
     if value <= 0:
         raise BadAmount(f"amount must be more than zero: {text!r}")
     return sign * int(value * 100)

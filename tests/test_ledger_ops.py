@@ -155,8 +155,7 @@ def test_frozen_account_lets_a_running_call_finish(led: SyncLedger, acct: str) -
     assert led.refund("r1", acct, 100).state == "frozen"
     b = led.unfreeze("u1", acct)
     assert (b.state, b.posted, b.held) == ("active", 9_000, 0)
-    led.capture  # noqa: B018 - the account works again:
-    led.hold("h4", acct, "again", 100, lease_seconds=60)
+    assert led.hold("h4", acct, "again", 100, lease_seconds=60).held == 100   # works again
 
 
 def test_close_needs_an_empty_account_and_refuses_everything_after(led: SyncLedger, acct: str) -> None:
@@ -194,7 +193,8 @@ def test_adjust_needs_a_reason_and_never_overdraws(led: SyncLedger, acct: str) -
 def test_unknown_accounts(led: SyncLedger) -> None:
     ghost = "ap_00000000000000000000"
     for call in (lambda: led.balance(ghost), lambda: led.deposit("d", ghost, 1),
-                 lambda: led.hold("h", ghost, "x", 1, lease_seconds=9), lambda: led.capture("c", ghost, "x", 1),
+                 lambda: led.hold("h", ghost, "x", 1, lease_seconds=9),
+                 lambda: led.capture("c", ghost, "x", 1),
                  lambda: led.settle("s", ghost, "x", 1), lambda: led.void("v", ghost, "x"),
                  lambda: led.refund("r", ghost, 1), lambda: led.adjust("a", ghost, 1, reason="x"),
                  lambda: led.freeze("f", ghost), lambda: led.unfreeze("u", ghost),
@@ -203,6 +203,7 @@ def test_unknown_accounts(led: SyncLedger) -> None:
             call()
 
 
+NAIVE = "2024-01-01T00:00"   # no UTC offset
 BAD_AMOUNTS = [0, -1, 1.5, "10", 100_001, 10**30, True, None, 10.0]
 BAD_IDS = ["", "a" * 129, "has space", "semi;colon", "pipe|id", "uni\u00e9", None, 12, "new\nline"]
 
@@ -244,7 +245,7 @@ def _bad_calls(acct: str) -> list[tuple[str, object]]:
         ("block flag", lambda led: led.set_block("bad-19", FAC, NUM, "yes")),
         ("call record", lambda led: led.record_call("bad-20", {**_call("c1"), "amount": -5})),
         ("call record", lambda led: led.record_call("bad-20", {**_call("c1"), "started_at": "yesterday"})),
-        ("call record", lambda led: led.record_call("bad-20", {**_call("c1"), "ended_at": "2024-01-01T00:00"})),
+        ("call record", lambda led: led.record_call("bad-20", {**_call("c1"), "ended_at": NAIVE})),
         ("call record", lambda led: led.record_call("bad-20", {**_call("c1"), "extra": 1})),
         ("call record", lambda led: led.record_call("bad-20", {**_call("c1"), "recorded": 1})),
     ]
@@ -252,8 +253,9 @@ def _bad_calls(acct: str) -> list[tuple[str, object]]:
 
 
 def _call(call_id: object) -> dict[str, object]:
-    return {"call_id": call_id, "facility_id": FAC, "inmate_id": "I-1", "account_id": "", "dialled": "3125550100",
-            "number_e164": NUM, "call_class": "prepaid", "outcome": "refused", "reason": "",
+    return {"call_id": call_id, "facility_id": FAC, "inmate_id": "I-1", "account_id": "",
+            "dialled": "3125550100", "number_e164": NUM, "call_class": "prepaid", "outcome": "refused",
+            "reason": "",
             "started_at": "2024-05-01T10:00:00Z", "answered_at": "", "accepted_at": "", "ended_at": "",
             "billed_seconds": 0, "amount": 0, "recorded": False, "privileged": False}
 

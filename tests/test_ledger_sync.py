@@ -1,0 +1,273 @@
+"""Journal -> SQL sync, reaper, reconcile, rebuild and the `callcontrol ledger` commands, on SQLite and
+PostgreSQL (the `sql_url` fixture) against a real redis-server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from callcontrol.cli import build_parser
+from callcontrol.config import Settings
+from ledger import HoldNotPending
+from ledger.core import DEFAULT_IDEMPOTENCY_TTL
+from ledger.facade import SyncLedger
+from ledger.keys import Keys
+from ledger.reconcile import reconcile, redis_accounts, redis_holds
+from ledger.redisclient import connect_sync
+from ledger.sql import make_engine, migrate
+from ledger.sync import GROUP, SyncWorker
+
+FAC = "FAC-07"
+
+
+@pytest.fixture
+def led(redis_url: str) -> Iterator[SyncLedger]:
+    with SyncLedger(redis_url) as ledger:
+        yield ledger
+
+
+@pytest.fixture
+def worker(redis_url: str, sql_url: str) -> Iterator[SyncWorker]:
+    w = SyncWorker(redis_url, sql_url, claim_idle_ms=0)
+    yield w
+    w.close()
+
+
+def rows(sql_url: str, query: str) -> list[tuple[object, ...]]:
+    engine = make_engine(sql_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(query))]
+    finally:
+        engine.dispose()
+
+
+def execute(sql_url: str, statement: str) -> None:
+    engine = make_engine(sql_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+def call_record(call_id: str, outcome: str, seconds: int, amount: int) -> dict[str, object]:
+    return {"call_id": call_id, "facility_id": FAC, "inmate_id": "I-42", "account_id": "",
+            "dialled": "3125550100", "number_e164": "+13125550100", "call_class": "prepaid",
+            "outcome": outcome, "reason": "",
+            "started_at": "2024-05-01T10:00:00+00:00", "answered_at": "", "accepted_at": "", "ended_at": "",
+            "billed_seconds": seconds, "amount": amount, "recorded": True, "privileged": False}
+
+
+def busy_ledger(led: SyncLedger, n_accounts: int = 6) -> list[str]:
+    """A few accounts with deposits, settled, voided and still-open holds."""
+    accounts = []
+    for i in range(n_accounts):
+        a = led.open_account(f"o{i}", FAC, f"+1312555{i:04d}", f"owner {i}")
+        led.deposit(f"d{i}", a, 5_000 + i, source="web", reference=f"pay-{i}")
+        led.hold(f"h{i}", a, "call-a", 1_000, lease_seconds=600, meta={"i": str(i)})
+        led.capture(f"c{i}", a, "call-a", 300)
+        led.settle(f"s{i}", a, "call-a", 450)
+        led.hold(f"h{i}b", a, "call-b", 700, lease_seconds=600)
+        if i % 2:
+            led.void(f"v{i}", a, "call-b")
+        if i % 3 == 0:
+            led.adjust(f"a{i}", a, -25, reason="rounding correction")
+        accounts.append(a)
+    return accounts
+
+
+def test_sync_writes_accounts_transfers_holds_calls_blocks(led: SyncLedger, worker: SyncWorker,
+                                                          sql_url: str, redis_url: str) -> None:
+    accounts = busy_ledger(led)
+    led.record_call("rc1", call_record("call-1", "ringing", 0, 0))
+    led.record_call("rc2", call_record("call-1", "completed", 95, 18))   # a later record updates the row
+    led.set_block("b1", FAC, "+13125550100", True, source="recipient")
+    applied = worker.drain()
+    assert applied == len(accounts) * 6 + 3 + 2 + 2 + 1                # every journal entry once
+    assert worker.run_once() == 0
+    a0 = accounts[0]
+    assert rows(sql_url, "select kind, amount, posted_after, note from ledger_transfers"
+                f" where account_id='{a0}' order by ver") == [
+        ("deposit", 5000, 5000, "web"), ("capture", -300, 4700, ""), ("settle", -150, 4550, ""),
+        ("adjust", -25, 4525, "rounding correction")]
+    assert rows(sql_url, "select hold_id, amount, captured, status, meta from ledger_holds"
+                f" where account_id='{a0}' order by hold_id") == [
+        ("call-a", 1000, 450, "settled", '{"i":"0"}'), ("call-b", 700, 0, "pending", "{}")]
+    assert rows(sql_url, "select outcome, billed_seconds, amount, started_at from call_records") == [
+        ("completed", 95, 18, "2024-05-01T10:00:00Z")]
+    assert rows(sql_url, "select blocked, source from number_blocks") == [(True, "recipient")]
+    r = connect_sync(redis_url)
+    assert reconcile(r, make_engine(sql_url), 16) == []
+    # Entries are trimmed from Redis once SQL holds them.
+    assert sum(r.xlen(Keys(p).journal) for p in range(16)) == 0
+    r.close()
+
+
+def test_redelivered_entries_change_nothing(led: SyncLedger, redis_url: str, sql_url: str) -> None:
+    busy_ledger(led, 3)
+    w = SyncWorker(redis_url, sql_url, trim=False)
+    n = w.drain()
+    before = rows(sql_url, "select * from ledger_transfers order by id") + \
+        rows(sql_url, "select * from ledger_accounts order by account_id")
+    r = redis.Redis.from_url(redis_url)
+    for p in range(16):                                               # deliver everything again
+        r.xgroup_setid(Keys(p).journal, GROUP, "0")
+    assert w.drain() == n
+    after = rows(sql_url, "select * from ledger_transfers order by id") + \
+        rows(sql_url, "select * from ledger_accounts order by account_id")
+    assert after == before
+    assert rows(sql_url, "select count(*) from ledger_journal") == [(n,)]
+    w.close()
+
+
+def test_database_outage_acknowledges_nothing(led: SyncLedger, redis_url: str, sql_url: str,
+                                              tmp_path: object) -> None:
+    migrate(sql_url)
+    busy_ledger(led, 2)
+    dead = "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"
+    w = SyncWorker(redis_url, dead, run_migrations=False)
+    with pytest.raises(sa.exc.OperationalError):
+        w.run_once()
+    r = connect_sync(redis_url)
+    pending = sum(r.xpending(Keys(p).journal, GROUP)["pending"] for p in range(16))
+    assert pending > 0                                                # read, not acknowledged
+    w.engine.dispose()
+    w.engine = make_engine(sql_url)                                   # the database is back
+    applied = w.run_once()
+    assert applied == pending
+    assert sum(r.xpending(Keys(p).journal, GROUP)["pending"] for p in range(16)) == 0
+    assert reconcile(r, w.engine, 16) == []
+    r.close()
+    w.close()
+
+
+def test_reaper_voids_expired_holds_and_flags_them(led: SyncLedger, worker: SyncWorker, sql_url: str,
+                                                   redis_url: str) -> None:
+    a = led.open_account("o1", FAC, "+13125550111")
+    led.deposit("d1", a, 2_000)
+    led.hold("h1", a, "stuck", 1_200, lease_seconds=30)
+    led.capture("c1", a, "stuck", 200)
+    led.hold("h2", a, "fresh", 300, lease_seconds=3_600)
+    assert led.reap_expired(time.time()) == []
+    reaped = led.reap_expired(time.time() + 60)
+    assert [(h.hold_id, h.status, h.captured) for h in reaped] == [("stuck", "expired", 200)]
+    b = led.balance(a)
+    assert (b.posted, b.held, b.available) == (1_800, 300, 1_500)    # nothing stays locked
+    assert led.reap_expired(time.time() + 60) == []                  # resolved once
+    with pytest.raises(HoldNotPending):
+        led.settle("s1", a, "stuck", 200)
+    worker.drain()
+    assert rows(sql_url, "select hold_id, status, review from ledger_holds order by hold_id") == [
+        ("fresh", "pending", False), ("stuck", "expired", True)]
+    assert rows(sql_url, "select op, op_id from ledger_journal where op='expire'") == [
+        ("expire", "!expire:stuck")]
+    # After the retention period the resolved hold's record is dropped; the open one stays.
+    led.reap_expired(time.time() + 1_000)
+    assert led.hold_info(a, "stuck") is not None
+    led.reap_expired(time.time() + DEFAULT_IDEMPOTENCY_TTL + 120)
+    assert led.hold_info(a, "stuck") is None
+    assert led.hold_info(a, "fresh").status == "expired"              # type: ignore[union-attr]
+
+
+def _settings(redis_url: str, sql_url: str) -> Settings:
+    return replace(Settings(), redis_url=redis_url, database_url=sql_url)
+
+
+def cli(settings: Settings, *argv: str) -> int:
+    args = build_parser().parse_args(["ledger", *argv])
+    return args.func(args, settings)
+
+
+def test_reconcile_detects_drift(led: SyncLedger, redis_url: str, sql_url: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    accounts = busy_ledger(led, 3)
+    settings = _settings(redis_url, sql_url)
+    assert cli(settings, "reconcile") == 0
+    assert "agree" in capsys.readouterr().out
+    execute(sql_url, f"update ledger_accounts set posted = posted + 1 where account_id = '{accounts[1]}'")
+    assert cli(settings, "reconcile") == 1
+    out = capsys.readouterr().out
+    assert f"DRIFT account {accounts[1]}: posted" in out
+    execute(sql_url, f"update ledger_accounts set posted = posted - 1 where account_id = '{accounts[1]}'")
+    r = redis.Redis.from_url(redis_url)
+    r.hset(_account_key(accounts[2]), "s", "frozen")
+    execute(sql_url, f"update ledger_holds set captured = 5 where account_id = '{accounts[0]}' "
+                     "and hold_id = 'call-b'")
+    assert cli(settings, "reconcile", "--no-sync") == 1
+    out = capsys.readouterr().out
+    assert f"account {accounts[2]}: state redis=frozen sql=active" in out
+    assert f"hold {accounts[0]}/call-b: captured redis=0 sql=5" in out
+
+
+def _account_key(account_id: str) -> str:
+    from ledger.keys import partition_of
+    return Keys(partition_of(account_id, 16)).account(account_id)
+
+
+def test_rebuild_restores_balances_open_holds_and_replays(led: SyncLedger, redis_url: str, sql_url: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    accounts = busy_ledger(led, 4)
+    led.set_block("b1", FAC, "+13125550100", True, source="recipient")
+    first_settle = led.settle("s-open", accounts[0], "call-b", 100)
+    settings = _settings(redis_url, sql_url)
+    assert cli(settings, "sync") == 0
+    r = connect_sync(redis_url)
+    balances = redis_accounts(r, 16)
+    open_holds = redis_holds(r, 16)
+    assert open_holds
+    r.flushall()                                                      # Redis is lost
+    assert led.find_account(FAC, "+13125550000") is None
+    assert cli(settings, "rebuild") == 0
+    assert redis_accounts(r, 16) == balances
+    assert redis_holds(r, 16) == open_holds
+    assert led.is_blocked(FAC, "+13125550100")
+    # Idempotency records synced before the loss come back: a retry returns the first result.
+    assert led.settle("s-open", accounts[0], "call-b", 100) == first_settle
+    with pytest.raises(HoldNotPending):
+        led.void("v-late", accounts[0], "call-b")
+    assert cli(settings, "rebuild") == 1                              # refuses to overwrite live data
+    capsys.readouterr()
+    # The ledger carries on from there and stays in step with SQL.
+    led.settle("s-after", accounts[2], "call-b", 700)
+    led.deposit("d-after", accounts[3], 100)
+    assert cli(settings, "reconcile") == 0
+    r.close()
+
+
+def test_cli_money_and_errors(redis_url: str, sql_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    s = _settings(redis_url, sql_url)
+    assert cli(s, "migrate") == 0
+    assert cli(s, "open", FAC, "+13125550123", "--owner", "Pat Doe") == 0
+    acct = f"{FAC}:+13125550123"
+    assert cli(s, "deposit", acct, "25.00", "--reference", "pay-1") == 0
+    assert cli(s, "deposit", acct, "$0.05", "--op-id", "dep-2") == 0
+    assert cli(s, "deposit", acct, "$0.05", "--op-id", "dep-2") == 0  # retry: no second deposit
+    capsys.readouterr()
+    for bad in ("25.001", "0", "-3", "abc", "1e3"):
+        assert cli(s, "deposit", acct, bad) == 2, bad
+    assert "bad_amount" in capsys.readouterr().err
+    assert cli(s, "refund", acct, "100") == 1
+    assert "insufficient_funds" in capsys.readouterr().err
+    assert cli(s, "adjust", acct, "-1.50", "--reason", "fee reversal") == 0
+    assert cli(s, "balance", acct) == 0
+    out = capsys.readouterr().out
+    assert "$23.55" in out and "active" in out
+    assert cli(s, "statement", acct) == 0
+    out = capsys.readouterr().out
+    assert "deposit  $25.00" in out and "-$1.50" in out and "fee reversal" in out
+    assert cli(s, "history", acct) == 0
+    assert "open" in capsys.readouterr().out
+    assert cli(s, "close", acct) == 1
+    assert cli(s, "refund", acct, "23.55", "--reason", "released") == 0
+    assert cli(s, "close", acct) == 0
+    assert cli(s, "balance", "ap_ffffffffffffffffffff") == 1
+    assert cli(s, "hold", "list") == 0
+    assert cli(s, "reap") == 0
+    assert cli(s, "block", FAC, "+13125550123", "--source", "facility") == 0
+    assert "blocked" in capsys.readouterr().out
