@@ -68,9 +68,22 @@ def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> 
             for k, v in event_dict.items()}
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is now, so a replaced stream (tests, daemons) never goes stale."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(fmt: str = "", level: str = "info", stream: Any = None) -> None:
     """JSON in production, readable console in development. Safe to call more than once."""
-    stream = stream or sys.stderr
+    stream = stream or _CurrentStderr()
     if not fmt:
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
     shared: list[Any] = [

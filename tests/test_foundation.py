@@ -112,3 +112,14 @@ def test_embedded_redis_survives_kill_9_from_its_aof(tmp_path: Path) -> None:
         client.close()
     finally:
         server.stop()
+
+
+def test_logging_follows_a_replaced_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    configure_logging("json", "info")
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    structlog.get_logger().info("one")
+    first.close()  # a stream closed behind the logger's back (as pytest's capture does)
+    monkeypatch.setattr("sys.stderr", second)
+    structlog.get_logger().info("two")
+    assert '"two"' in second.getvalue()
