@@ -377,8 +377,7 @@ class AGIChannel:
         finally:
             if self._reader_task is not None and not self._reader_task.done():
                 self._reader_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._reader_task
+                await asyncio.wait({self._reader_task})
             self._writer.close()
             with contextlib.suppress(ConnectionError, OSError, TimeoutError):
                 await asyncio.wait_for(self._writer.wait_closed(), 1.0)

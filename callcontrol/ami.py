@@ -135,8 +135,7 @@ class AMIClient:
                 await self.action("Logoff", timeout=2.0)
         if self._supervisor is not None:
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await asyncio.wait({self._supervisor})  # unlike awaiting it, never swallows our own cancel
             self._supervisor = None
         await self._drop_connection()
         for task in list(self._callback_tasks):
@@ -179,8 +178,7 @@ class AMIClient:
         for task in (self._ping_task, self._read_task):
             if task is not None and task is not asyncio.current_task() and not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait({task})
         self._ping_task = self._read_task = None
         self._fail_pending("connection closed")
         if writer is not None:
@@ -242,7 +240,10 @@ class AMIClient:
                     break
                 msg = parser.feed(line)
                 if msg is not None:
-                    self._dispatch(msg)
+                    try:
+                        self._dispatch(msg)
+                    except Exception:  # a bug here must not end the connection
+                        log.exception("ami.dispatch_failed")
         except (AMIProtocolError, ValueError) as exc:
             log.warning("ami.protocol_error", error=str(exc))
         except (ConnectionError, OSError) as exc:
@@ -299,7 +300,7 @@ class AMIClient:
                     self._callback_tasks.add(task)
                     task.add_done_callback(self._callback_done)
             except Exception:
-                log.exception("ami.event_callback_failed", event=name)
+                log.exception("ami.event_callback_failed", event_name=name)
 
     def _callback_done(self, task: asyncio.Task[Any]) -> None:
         self._callback_tasks.discard(task)
@@ -344,6 +345,8 @@ class AMIClient:
                 writer.write(data)
                 await writer.drain()
                 return await fut
+        except TimeoutError:  # an OSError subclass: keep it a timeout
+            raise
         except (ConnectionError, OSError) as exc:
             raise AMIConnectionError(f"{action}: connection lost ({type(exc).__name__})") from None
         finally:
