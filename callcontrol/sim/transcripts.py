@@ -29,25 +29,31 @@ _LINE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) \(\+\s*([\d.]+)\) (>>|<<|##) ?(.*)
 _START = re.compile(r"^# started (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})")
 
 
+_ESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "\\": b"\\", "0": b"\x00", '"': b'"', "'": b"'",
+            "a": b"\x07", "b": b"\x08", "f": b"\x0c", "v": b"\x0b", "e": b"\x1b"}
+
+
 def unescape(text: str) -> bytes:
-    """The capture's C escapes (\\r \\n \\t \\\\ \\xNN) back to bytes."""
+    """Undo the captures' C escapes (\\r \\n \\\\ \\xNN ...); other characters are UTF-8."""
     out = bytearray()
     i = 0
     while i < len(text):
         ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            if nxt == "x":
-                out.append(int(text[i + 2 : i + 4], 16))
-                i += 4
-                continue
-            out += {"n": b"\n", "r": b"\r", "t": b"\t", "\\": b"\\", "0": b"\0"}.get(
-                nxt, ("\\" + nxt).encode()
-            )
-            i += 2
+        if ch != "\\":
+            out += ch.encode("utf-8")
+            i += 1
             continue
-        out += ch.encode()
-        i += 1
+        if i + 1 >= len(text):
+            raise ValueError(f"dangling backslash in {text!r}")
+        nxt = text[i + 1]
+        if nxt == "x":
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        elif nxt in _ESCAPES:
+            out += _ESCAPES[nxt]
+            i += 2
+        else:
+            raise ValueError(f"unknown escape \\{nxt} in {text!r}")
     return bytes(out)
 
 

@@ -1,4 +1,4 @@
-"""Parser for the byte-exact Asterisk transcripts in /work/shared/asterisk-transcripts.
+"""Session view of the byte-exact Asterisk transcripts in ../shared/asterisk-transcripts.
 
 Line format: ``HH:MM:SS.mmm (+seconds) DIR bytes`` where DIR is ``>>`` (Asterisk -> controller), ``<<``
 (controller -> Asterisk) or ``##`` (harness note, not on the wire); bytes use C escapes (``\\r``, ``\\n``,
@@ -7,45 +7,18 @@ Line format: ``HH:MM:SS.mmm (+seconds) DIR bytes`` where DIR is ``>>`` (Asterisk
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TRANSCRIPT_DIR = Path(os.environ.get("ASTERISK_TRANSCRIPTS", "/work/shared/asterisk-transcripts"))
+from callcontrol.sim.transcripts import TRANSCRIPT_DIR, unescape
 
 FROM_ASTERISK = ">>"
 TO_ASTERISK = "<<"
 NOTE = "##"
 _NO_TERMINATOR = "[no line terminator in this chunk]"
 _LINE = re.compile(r"(\d\d:\d\d:\d\d\.\d{3}) \(\+\s*(\d+\.\d+)\) (>>|<<|##)(?: (.*))?")
-_ESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "\\": b"\\", "0": b"\x00", '"': b'"', "'": b"'",
-            "a": b"\x07", "b": b"\x08", "f": b"\x0c", "v": b"\x0b", "e": b"\x1b"}
-
-
-def unescape(text: str) -> bytes:
-    """Undo the transcripts' C escaping; other characters are taken as UTF-8."""
-    out = bytearray()
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch != "\\":
-            out += ch.encode("utf-8")
-            i += 1
-            continue
-        if i + 1 >= len(text):
-            raise ValueError(f"dangling backslash in {text!r}")
-        nxt = text[i + 1]
-        if nxt == "x":
-            out.append(int(text[i + 2 : i + 4], 16))
-            i += 4
-        elif nxt in _ESCAPES:
-            out += _ESCAPES[nxt]
-            i += 2
-        else:
-            raise ValueError(f"unknown escape \\{nxt} in {text!r}")
-    return bytes(out)
 
 
 @dataclass(frozen=True)
