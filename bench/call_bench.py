@@ -1,0 +1,378 @@
+"""Call control benchmark: the full inmate flow under simulated-Asterisk load, beside a bare-protocol
+baseline measured in the same run.
+
+The controller runs in this process (one event loop, uvloop when installed, a real redis-server); the
+simulated Asterisk runs in a child process so that the load generator does not share the controller's
+CPU. Prompts, key presses, ringing and talk take zero simulated time, so what is measured is the
+controller: its round trips to Asterisk and Redis and its own logic.
+
+Figures:
+- set-ups/s: complete calls (PIN, quote, hold, Dial, screening, accept, short call, settle, record)
+  with a fixed number in flight, and the same for the baseline, which sends exactly the same AGI
+  commands on the same sockets with no logic (no Redis, no rating);
+- authorization latency p50/p99 (env block received -> EXEC Dial sent) at 200 set-ups/s, open loop;
+- the most concurrent in-progress calls the process holds (each metered per increment) and its RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import resource
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+N_ACCOUNTS = 2000
+PIN = "10422468"
+FAC = "FAC-07"
+
+
+def _numbers(n: int) -> list[str]:
+    return [f"+1312555{i:04d}" for i in range(n)]
+
+
+def _raise_nofile() -> int:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Load generator (child process)
+# ------------------------------------------------------------------------------------------------
+
+def _sim_main(conn: Any, port: int) -> None:
+    _raise_nofile()
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(_sim_loop(conn, port))
+
+
+async def _sim_loop(conn: Any, port: int) -> None:
+    from callcontrol.clock import Clock
+    from callcontrol.sim import Handset, Keys, Recipient, SimConfig, Simulator
+
+    config = SimConfig(default_prompt_seconds=0.0, answer_media_wait=0.0, prompts={}, hangup_agi="hangup")
+    sim = Simulator(("127.0.0.1", port), clock=Clock(1.0), config=config, ami_port=None)
+    await sim.start()
+    numbers = _numbers(N_ACCOUNTS)
+    for number in numbers:
+        sim.add_recipient(Recipient(number, ring=0.0, keys="1", key_delay=0.0, talk=0.0))
+    loop = asyncio.get_running_loop()
+    counter = 0
+
+    def one(script: str, talk: float | None = 0.0) -> Any:
+        nonlocal counter
+        counter += 1
+        number = numbers[counter % len(numbers)]
+        if talk != 0.0:
+            sim.add_recipient(Recipient(number, ring=0.0, keys="1", key_delay=0.0, talk=talk))
+        hs = Handset(actions=[Keys("1", 0, 0), Keys(PIN + "#", 0, 0), Keys(number[2:] + "#", 0, 0),
+                               Keys("#", 0, 0)])
+        station = f"07{counter % 100:02d}"
+        return sim.start_call(FAC, station, extension=station, handset=hs, script=script)
+
+    while True:
+        job = await loop.run_in_executor(None, conn.recv)
+        kind = job["kind"]
+        if kind == "stop":
+            break
+        if kind == "closed":              # fixed number in flight for `seconds`
+            done = 0
+            failed = 0
+            deadline = time.perf_counter() + job["seconds"]
+            t0 = time.perf_counter()
+
+            async def worker(deadline: float = deadline, script: str = job["script"]) -> None:
+                nonlocal done, failed
+                while time.perf_counter() < deadline:
+                    result = await one(script)
+                    if result.dials and result.dials[-1].bridge_start is not None:
+                        done += 1
+                    else:
+                        failed += 1
+
+            await asyncio.gather(*(worker() for _ in range(job["concurrency"])))
+            conn.send({"done": done, "failed": failed, "elapsed": time.perf_counter() - t0})
+        elif kind == "open":              # fixed arrival rate for `seconds`
+            tasks = []
+            t0 = time.perf_counter()
+            n = int(job["rate"] * job["seconds"])
+            for i in range(n):
+                due = t0 + i / job["rate"]
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(one(job["script"]))
+            results = await asyncio.gather(*tasks)
+            ok = sum(1 for r in results if r.dials and r.dials[-1].bridge_start is not None)
+            conn.send({"done": ok, "failed": n - ok, "elapsed": time.perf_counter() - t0})
+        elif kind == "hold":              # calls that stay up (until L() or stop), ramped
+            tasks = []
+            t0 = time.perf_counter()
+            for i in range(job["n"]):
+                due = t0 + i / job["rate"]
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(one("inmate-call", talk=None))
+            conn.send({"placed": len(tasks), "elapsed": time.perf_counter() - t0})
+            await loop.run_in_executor(None, conn.recv)       # "release"
+            break
+    with contextlib.suppress(Exception):
+        await sim.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# Baseline: the same AGI commands, no logic
+# ------------------------------------------------------------------------------------------------
+
+class Baseline:
+    """Replays the command lines a real call sent (captured once), with no Redis and no rating."""
+
+    def __init__(self, inmate: list[str], screen: list[str]) -> None:
+        self.inmate = inmate
+        self.screen = screen
+        self.latencies: list[float] = []
+
+    async def inmate_route(self, ch: Any) -> None:
+        t0 = time.perf_counter()
+        call_id = f"b{id(ch):x}"
+        for line in self.inmate:
+            if line.startswith("EXEC Dial"):
+                self.latencies.append(time.perf_counter() - t0)
+                target = line.split(" ", 2)[2]
+                head, _, rest = target.partition("U(screen-sub^")
+                await ch.send("EXEC", "Dial", head + "U(screen-sub^" + call_id + ")" + rest.split(")", 1)[1])
+            elif line.startswith("SET VARIABLE CALL_ID"):
+                await ch.send("SET VARIABLE", "CALL_ID", call_id)
+            else:
+                cmd, args = _split(line)
+                await ch.send(cmd, *args)
+
+    async def screen_route(self, ch: Any) -> None:
+        for line in self.screen:
+            cmd, args = _split(line)
+            await ch.send(cmd, *args)
+
+
+def _split(line: str) -> tuple[str, list[str]]:
+    words = line.split(" ")
+    two = " ".join(words[:2])
+    if two in ("STREAM FILE", "GET DATA", "RECORD FILE", "SET VARIABLE", "GET VARIABLE", "WAIT FOR"):
+        if two == "WAIT FOR":
+            return "WAIT FOR DIGIT", words[3:]
+        from callcontrol.agi_wire import Quoted
+
+        rest = [Quoted(w.strip('"')) if w.startswith('"') else w for w in words[2:]]
+        return two, rest
+    return words[0], words[1:]
+
+
+# ------------------------------------------------------------------------------------------------
+# Controller side (this process)
+# ------------------------------------------------------------------------------------------------
+
+async def _seed(ledger: Any) -> None:
+    numbers = _numbers(N_ACCOUNTS)
+    sem = asyncio.Semaphore(200)
+
+    async def one(number: str) -> None:
+        async with sem:
+            account = await ledger.open_account(f"bench-open-{number[1:]}", FAC, number)
+            await ledger.deposit(f"bench-dep-{number[1:]}", account, 50_000)
+
+    await asyncio.gather(*(one(n) for n in numbers))
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p * len(values)))] * 1000
+
+
+async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> None:
+    from callcontrol.clock import Clock
+    from callcontrol.config import REPO_ROOT, load_settings
+    from callcontrol.controller import Controller
+    from ledger import Ledger
+
+    settings = replace(load_settings(env={}), data_dir=tmp, facility_dir=REPO_ROOT / "facility_data",
+                       ami_user="", agi_allow=("127.0.0.1",))
+    port = _free_port()
+    clock = Clock(1.0, start=1795536000.0)        # a Tuesday 10:00 in Chicago: calling hours
+    ctl = Controller(settings, redis_url=redis_url, clock=clock, run_sync=False,
+                     agi_bind=f"127.0.0.1:{port}", names_dir=str(tmp / "names"), reap_interval=3600)
+    await ctl.start()
+    ledger = await Ledger.connect(redis_url)
+    await _seed(ledger)
+    latencies: list[float] = []
+    assert ctl.ctx is not None
+    ctl.ctx.on_dial = latencies.append
+
+    parent, child = mp.Pipe()
+    proc = mp.get_context("fork").Process(target=_sim_main, args=(child, port), daemon=True)
+    proc.start()
+
+    async def job(**kw: Any) -> dict[str, Any]:
+        parent.send(kw)
+        return await asyncio.get_running_loop().run_in_executor(None, parent.recv)
+
+    try:
+        # Warm up (PIN cache, quote cache, connection pools) and capture one call's command lines.
+        await job(kind="closed", script="inmate-call", concurrency=4, seconds=1.0)
+        recorder: dict[str, list[str]] = {}
+        inmate_cmds, screen_cmds = await _capture_commands(ctl, recorder, job)
+        baseline = Baseline(inmate_cmds, screen_cmds)
+        assert ctl.agi is not None
+        ctl.agi.routes["baseline"] = baseline.inmate_route
+        ctl.agi.routes["screen"] = _screen_switch(ctl, baseline)
+
+        print(f"  AGI commands per call: inmate {len(inmate_cmds)}, screen {len(screen_cmds)}, hangup 1")
+        for conc in (64, 256):
+            latencies.clear()
+            full = await job(kind="closed", script="inmate-call", concurrency=conc, seconds=seconds)
+            full_rate = full["done"] / full["elapsed"]
+            base = await job(kind="closed", script="baseline", concurrency=conc, seconds=seconds)
+            base_rate = base["done"] / base["elapsed"]
+            print(f"  closed loop, {conc} in flight: full flow {full_rate:7.0f} set-ups/s "
+                  f"(failed {full['failed']}), baseline {base_rate:7.0f}/s, "
+                  f"ratio {full_rate / base_rate:.2f}")
+        latencies.clear()
+        baseline.latencies.clear()
+        res = await job(kind="open", script="inmate-call", rate=200, seconds=seconds)
+        await job(kind="open", script="baseline", rate=200, seconds=seconds)
+        print(f"  open loop 200/s for {seconds:.0f} s: {res['done']} calls ok, {res['failed']} failed; "
+              f"authorization (env -> EXEC Dial) p50 {_pct(latencies, 0.5):.2f} ms, "
+              f"p99 {_pct(latencies, 0.99):.2f} ms; baseline p50 {_pct(baseline.latencies, 0.5):.2f} ms, "
+              f"p99 {_pct(baseline.latencies, 0.99):.2f} ms")
+        if hold_calls:
+            await _hold(ctl, job, hold_calls)
+    finally:
+        with contextlib.suppress(Exception):
+            parent.send({"kind": "stop"})
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+        await ledger.close()
+        await ctl.stop(grace=0.5)
+
+
+async def _capture_commands(ctl: Any, recorder: dict[str, list[str]],
+                            job: Any) -> tuple[list[str], list[str]]:
+    """Run one real call with recording channels to learn the exact command lines it sends."""
+    from callcontrol.flows.inmate_call import inmate_call
+    from callcontrol.flows.screen import screen
+
+    class Rec:
+        def __init__(self, ch: Any, key: str) -> None:
+            self._ch, self._key = ch, key
+            recorder.setdefault(key, [])
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._ch, name)
+
+        async def send(self, command: str, *args: Any, **kw: Any) -> Any:
+            from callcontrol.agi_wire import encode_command
+
+            recorder[self._key].append(encode_command(command, *args).decode().rstrip("\n"))
+            return await self._ch.send(command, *args, **kw)
+
+    assert ctl.ctx is not None and ctl.agi is not None
+    # Recording wrapper: the channel API methods call self.send, so rebind them on the wrapper.
+    from callcontrol.agi import AGIChannel
+
+    def wrap(key: str, fn: Any) -> Any:
+        async def route(ch: Any) -> None:
+            rec = Rec(ch, key)
+            for name in ("answer", "get_variable", "set_variable", "stream_file", "get_data",
+                         "wait_for_digit", "record_file", "exec", "hangup", "_media"):
+                setattr(rec, name, getattr(AGIChannel, name).__get__(rec))
+            await fn(ctl.ctx, rec)
+        return route
+
+    saved = dict(ctl.agi.routes)
+    ctl.agi.routes["inmate-call"] = wrap("inmate", inmate_call)
+    ctl.agi.routes["screen"] = wrap("screen", screen)
+    await job(kind="closed", script="inmate-call", concurrency=1, seconds=0.05)
+    ctl.agi.routes.update(saved)
+    return recorder["inmate"][:], recorder["screen"][:]
+
+
+def _screen_switch(ctl: Any, baseline: Baseline) -> Any:
+    real = ctl.agi.routes["screen"]
+
+    async def route(ch: Any) -> None:
+        call_id = ch.args[0] if ch.args else ""
+        if call_id.startswith("b"):
+            await baseline.screen_route(ch)
+        else:
+            await real(ch)
+    return route
+
+
+async def _hold(ctl: Any, job: Any, n: int) -> None:
+    rss0 = _rss_mib()
+    t0 = time.perf_counter()
+    placed = await job(kind="hold", n=n, rate=int(os.environ.get("CALL_BENCH_RAMP", "150")))
+    deadline = time.perf_counter() + 60 + n / 50
+    while time.perf_counter() < deadline and len(ctl.meter) < n:
+        await asyncio.sleep(0.5)
+    up = len(ctl.meter)
+    ramp = time.perf_counter() - t0
+    captures0 = ctl.meter.captures
+    await asyncio.sleep(65)                            # one full billing increment under load
+    captures = ctl.meter.captures - captures0
+    rss = _rss_mib()
+    print(f"  concurrency: {up} of {placed['placed']} calls up and metered after {ramp:.0f} s ramp; "
+          f"{captures} increment captures in the next 65 s; RSS {rss:.0f} MiB "
+          f"({(rss - rss0) * 1024 / max(up, 1):.1f} KiB per call over an idle {rss0:.0f} MiB)")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main(hold_calls: int | None = None, seconds: float = 5.0) -> None:
+    from callcontrol.logs import configure_logging
+    from callcontrol.redis_server import EmbeddedRedis
+
+    configure_logging("json", "error")
+    limit = _raise_nofile()
+    if hold_calls is None:
+        # Each held call keeps one FastAGI socket open in this process (and one in the simulator's):
+        # the descriptor limit caps the figure; CALL_BENCH_HOLD=19500 tries the most this box allows.
+        hold_calls = int(os.environ.get("CALL_BENCH_HOLD", min(3000, limit - 400)))
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    print(f"  RLIMIT_NOFILE {limit}; holding up to {hold_calls} concurrent calls")
+    with tempfile.TemporaryDirectory(prefix="apc-callbench-") as tmp, \
+            EmbeddedRedis(Path(tmp) / "redis", appendfsync="everysec") as redis:
+        asyncio.run(_bench(redis.url, Path(tmp), hold_calls, seconds))
+
+
+if __name__ == "__main__":
+    main()
