@@ -248,13 +248,22 @@ async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> 
         print(f"  AGI commands per call: inmate {len(inmate_cmds)}, screen {len(screen_cmds)}, hangup 1")
         for conc in (64, 256):
             latencies.clear()
+            cpu0 = time.process_time()
             full = await job(kind="closed", script="inmate-call", concurrency=conc, seconds=seconds)
+            full_cpu = (time.process_time() - cpu0) / max(1, full["done"] + full["failed"]) * 1000
             full_rate = full["done"] / full["elapsed"]
+            cpu0 = time.process_time()
             base = await job(kind="closed", script="baseline", concurrency=conc, seconds=seconds)
+            base_cpu = (time.process_time() - cpu0) / max(1, base["done"] + base["failed"]) * 1000
             base_rate = base["done"] / base["elapsed"]
             print(f"  closed loop, {conc} in flight: full flow {full_rate:7.0f} set-ups/s "
                   f"(failed {full['failed']}), baseline {base_rate:7.0f}/s, "
                   f"ratio {full_rate / base_rate:.2f}")
+            # The simulator (one process) is usually the bottleneck on a 2-core box; the controller's
+            # own CPU per call says what one controller core sustains.
+            print(f"    controller CPU per call: full flow {full_cpu:.2f} ms "
+                  f"(~{1000 / full_cpu:.0f} set-ups/s per core), baseline {base_cpu:.2f} ms "
+                  f"(~{1000 / base_cpu:.0f}/s); ratio {base_cpu / full_cpu:.2f}")
         latencies.clear()
         baseline.latencies.clear()
         res = await job(kind="open", script="inmate-call", rate=200, seconds=seconds)
@@ -265,6 +274,11 @@ async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> 
               f"p99 {_pct(baseline.latencies, 0.99):.2f} ms")
         if hold_calls:
             await _hold(ctl, job, hold_calls)
+            parent.send({"kind": "release"})           # the simulator hangs every call up
+            proc.join(30)
+            deadline = time.perf_counter() + 120
+            while ctl.ctx.sessions and time.perf_counter() < deadline:
+                await asyncio.sleep(0.5)               # let the controller settle them all
     finally:
         with contextlib.suppress(Exception):
             parent.send({"kind": "stop"})
