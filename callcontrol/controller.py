@@ -24,6 +24,7 @@ from callcontrol.agi import AGIServer
 from callcontrol.call_state import CallState, CallStore
 from callcontrol.config import Settings
 from callcontrol.flows.context import FlowContext
+from callcontrol.flows.deposit import deposit_route
 from callcontrol.flows.hangup import hangup_route, settle_call
 from callcontrol.flows.inmate_call import inmate_call
 from callcontrol.flows.screen import screen
@@ -101,6 +102,7 @@ class Controller:
             "inmate-call": partial(inmate_call, self.ctx),
             "screen": partial(screen, self.ctx),
             "hangup": partial(hangup_route, self.ctx),
+            "deposit": deposit_route(self.ctx),
         }
         self.agi = AGIServer(routes, allow=s.agi_allow)
         host, _, port = self.agi_bind.rpartition(":")
