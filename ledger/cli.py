@@ -270,7 +270,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with engine.connect() as conn:
             rows = list(conn.execute(select(journal).where(journal.c.scope == account)
-                                     .order_by(journal.c.ts.desc(), journal.c.id.desc())
+                                     .order_by(journal.c.ts.desc(), journal.c.stream_id.desc())
                                      .limit(args.limit)).mappings())[::-1]
     finally:
         engine.dispose()

@@ -9,6 +9,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, or_, select
 
+from ledger.journal import decode
 from ledger.keys import Keys, account_id_for, partition_of
 from ledger.redisclient import SyncRedis
 from ledger.sql import accounts, holds, journal, number_blocks
@@ -151,9 +152,9 @@ def rebuild(r: SyncRedis, engine: Engine, partitions: int, ttl: int, *, force: b
                                                          holds.c.updated_ts >= since_ms))).mappings().all()
         block_rows = conn.execute(select(number_blocks)
                                   .where(number_blocks.c.blocked.is_(True))).mappings().all()
-        op_rows = conn.execute(select(journal.c.partition, journal.c.scope, journal.c.op_id, journal.c.fp,
-                                      journal.c.res, journal.c.ts)
-                               .where(journal.c.ts >= since_ms)).all()
+        op_rows = [decode(part, sid, raw) for part, sid, raw in conn.execute(
+            select(journal.c.partition, journal.c.stream_id, journal.c.entry)
+            .where(journal.c.ts >= since_ms))]
     for chunk in _chunks(list(acct_rows)):
         pipe = r.pipeline(transaction=False)
         for row in chunk:
@@ -183,12 +184,12 @@ def rebuild(r: SyncRedis, engine: Engine, partitions: int, ttl: int, *, force: b
             pipe.set(keys.block(row["facility_id"], row["number_e164"]), row["source"])
         pipe.execute()
         counts["blocks"] += len(chunk)
-    for chunk in _chunks([row for row in op_rows if not row[2].startswith("!")]):
+    for chunk in _chunks([e for e in op_rows if not e.op_id.startswith("!")]):
         pipe = r.pipeline(transaction=False)
-        for part, scope, op_id, fp, res, ts in chunk:
-            remaining = int(ts / 1000 + ttl - now)
-            if remaining > 0 and part < partitions:
-                pipe.set(all_keys[part].op(scope, op_id), fp + res, ex=remaining)
+        for e in chunk:
+            remaining = int(e.ts / 1000 + ttl - now)
+            if remaining > 0 and e.partition < partitions:
+                pipe.set(all_keys[e.partition].op(e.scope, e.op_id), e.fp + e.res, ex=remaining)
                 counts["op_records"] += 1
         pipe.execute()
     for keys in all_keys:

@@ -3,15 +3,11 @@
 Reads every journal partition through one consumer group, applies a batch in one SQL transaction and
 acknowledges (XACK) only after the commit: a database outage raises and nothing is acknowledged, so the
 entries are delivered again. Entries a dead worker left pending are reclaimed with XAUTOCLAIM once idle.
-Applying is idempotent: journal and transfer rows are unique per (scope, op id) and inserted with ON
-CONFLICT DO NOTHING; account, hold, call-record and block rows carry the state after the operation and
-are upserted only when newer (account version, or journal position), so a replay or a late reclaimed
-entry never rolls a row back.
+Applying is idempotent (ledger/apply.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -21,122 +17,16 @@ from typing import Any
 
 import redis
 import structlog
-from sqlalchemy import Connection, case
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger import journal as j
+from ledger.apply import apply_entries
 from ledger.keys import Keys
 from ledger.redisclient import SyncRedis, connect_sync
-from ledger.sql import accounts, call_records, holds, make_engine, migrate, number_blocks, transfers
-from ledger.sql import journal as journal_table
+from ledger.sql import make_engine, migrate
 
 log = structlog.get_logger()
 
 GROUP = "sql-sync"
-
-
-def _insert(conn: Connection, table: Any) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
-def apply_entries(conn: Connection, entries: Iterable[j.Entry]) -> None:
-    """Write a batch of journal entries; safe to call again with any of them."""
-    journal_rows: list[dict[str, Any]] = []
-    transfer_rows: list[dict[str, Any]] = []
-    latest_account: dict[str, j.Entry] = {}
-    latest_hold: dict[tuple[str, str], j.Entry] = {}
-    hold_opened: dict[tuple[str, str], j.Entry] = {}   # the "hold" entry itself: meta and creation time
-    latest_call: dict[str, tuple[str, dict[str, Any]]] = {}
-    latest_block: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
-    for e in entries:
-        journal_rows.append({"partition": e.partition, "stream_id": e.stream_id, "scope": e.scope,
-                             "op_id": e.op_id, "op": e.op, "ts": e.ts, "fp": e.fp, "res": e.res,
-                             "entry": e.raw})
-        if e.op in j.ACCOUNT_OPS:
-            prev = latest_account.get(e.scope)
-            if prev is None or e.ver > prev.ver:
-                latest_account[e.scope] = e
-            if e.hold_id:
-                key = (e.scope, e.hold_id)
-                prev = latest_hold.get(key)
-                if prev is None or e.ver > prev.ver:
-                    latest_hold[key] = e
-                if e.op == "hold":
-                    hold_opened[key] = e
-            if e.op in j.POSTING_OPS and e.dp != 0:
-                transfer_rows.append({
-                    "account_id": e.scope, "op_id": e.op_id, "kind": e.op, "amount": e.dp,
-                    "posted_after": e.posted, "ver": e.ver, "hold_id": e.hold_id or None,
-                    "note": e.text1, "reference": e.text2 if e.op == "deposit" else "", "ts": e.ts})
-        elif e.op == "call":
-            jid = j.sortable_id(e.stream_id)
-            call_id = e.fields[0]
-            if call_id not in latest_call or jid > latest_call[call_id][0]:
-                rec = json.loads(e.fields[1])
-                rec.update(jid=jid, updated_ts=e.ts)
-                latest_call[call_id] = (jid, rec)
-        elif e.op == "block":
-            jid = j.sortable_id(e.stream_id)
-            fac, num, flag, source = e.fields[:4]
-            if (fac, num) not in latest_block or jid > latest_block[(fac, num)][0]:
-                latest_block[(fac, num)] = (jid, {"facility_id": fac, "number_e164": num,
-                                                  "blocked": flag == "1", "source": source, "jid": jid,
-                                                  "updated_ts": e.ts})
-
-    if journal_rows:
-        conn.execute(_insert(conn, journal_table).on_conflict_do_nothing(index_elements=["scope", "op_id"]),
-                     journal_rows)
-    if transfer_rows:
-        conn.execute(_insert(conn, transfers).on_conflict_do_nothing(index_elements=["account_id", "op_id"]),
-                     transfer_rows)
-    if latest_account:
-        stmt = _insert(conn, accounts)
-        ex = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account_id"],
-            set_={"facility_id": ex.facility_id, "number_e164": ex.number_e164, "owner": ex.owner,
-                  "state": ex.state, "posted": ex.posted, "held": ex.held, "ver": ex.ver,
-                  "updated_ts": ex.updated_ts},
-            where=accounts.c.ver < ex.ver)
-        conn.execute(stmt, [{"account_id": e.scope, "facility_id": e.facility_id,
-                             "number_e164": e.number_e164, "owner": e.owner, "state": e.state,
-                             "posted": e.posted, "held": e.held, "ver": e.ver, "updated_ts": e.ts}
-                            for e in latest_account.values()])
-    if latest_hold:
-        stmt = _insert(conn, holds)
-        ex = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account_id", "hold_id"],
-            set_={"amount": ex.amount, "captured": ex.captured, "status": ex.status,
-                  "expires_at": ex.expires_at, "review": ex.review, "ver": ex.ver,
-                  "updated_ts": ex.updated_ts,
-                  "meta": case((ex.meta == "", holds.c.meta), else_=ex.meta)},
-            where=holds.c.ver < ex.ver)
-        rows = []
-        for key, e in latest_hold.items():
-            amount, captured, status, expires, review = e.hold  # type: ignore[misc]
-            opened = hold_opened.get(key)
-            rows.append({"account_id": e.scope, "hold_id": e.hold_id, "amount": amount, "captured": captured,
-                         "status": status, "expires_at": expires, "review": review,
-                         "meta": opened.text2 if opened else "", "ver": e.ver,
-                         "created_ts": opened.ts if opened else e.ts, "updated_ts": e.ts})
-        conn.execute(stmt, rows)
-    if latest_call:
-        stmt = _insert(conn, call_records)
-        ex = stmt.excluded
-        cols = [c.name for c in call_records.columns if c.name != "call_id"]
-        stmt = stmt.on_conflict_do_update(index_elements=["call_id"], set_={c: ex[c] for c in cols},
-                                          where=call_records.c.jid < ex.jid)
-        conn.execute(stmt, [rec for _, rec in latest_call.values()])
-    if latest_block:
-        stmt = _insert(conn, number_blocks)
-        ex = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["facility_id", "number_e164"],
-            set_={"blocked": ex.blocked, "source": ex.source, "jid": ex.jid, "updated_ts": ex.updated_ts},
-            where=number_blocks.c.jid < ex.jid)
-        conn.execute(stmt, [row for _, row in latest_block.values()])
 
 
 class SyncWorker:
@@ -208,8 +98,7 @@ class SyncWorker:
                     continue
                 entries.append(j.decode(p, sid, fields["e"]))
         self._recover = False
-        entries.sort(key=lambda e: (e.partition, j.sortable_id(e.stream_id)))
-        return entries
+        return entries      # any order will do: applying keeps the newest state per row
 
     # --- one round ----------------------------------------------------------------------------------
     def run_once(self) -> int:

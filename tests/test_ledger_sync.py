@@ -16,6 +16,7 @@ from callcontrol.config import Settings
 from ledger import HoldNotPending
 from ledger.core import DEFAULT_IDEMPOTENCY_TTL
 from ledger.facade import SyncLedger
+from ledger.journal import decode
 from ledger.keys import Keys
 from ledger.reconcile import reconcile, redis_accounts, redis_holds
 from ledger.redisclient import connect_sync
@@ -113,13 +114,13 @@ def test_redelivered_entries_change_nothing(led: SyncLedger, redis_url: str, sql
     busy_ledger(led, 3)
     w = SyncWorker(redis_url, sql_url, trim=False)
     n = w.drain()
-    before = rows(sql_url, "select * from ledger_transfers order by id") + \
+    before = rows(sql_url, "select * from ledger_transfers order by account_id, op_id") + \
         rows(sql_url, "select * from ledger_accounts order by account_id")
     r = redis.Redis.from_url(redis_url)
     for p in range(16):                                               # deliver everything again
         r.xgroup_setid(Keys(p).journal, GROUP, "0")
     assert w.drain() == n
-    after = rows(sql_url, "select * from ledger_transfers order by id") + \
+    after = rows(sql_url, "select * from ledger_transfers order by account_id, op_id") + \
         rows(sql_url, "select * from ledger_accounts order by account_id")
     assert after == before
     assert rows(sql_url, "select count(*) from ledger_journal") == [(n,)]
@@ -165,8 +166,10 @@ def test_reaper_voids_expired_holds_and_flags_them(led: SyncLedger, worker: Sync
     worker.drain()
     assert rows(sql_url, "select hold_id, status, review from ledger_holds order by hold_id") == [
         ("fresh", "pending", False), ("stuck", "expired", True)]
-    assert rows(sql_url, "select op, op_id from ledger_journal where op='expire'") == [
-        ("expire", "!expire:stuck")]
+    [(part, sid, raw)] = rows(sql_url, "select partition, stream_id, entry from ledger_journal"
+                                       " where op='expire'")
+    entry = decode(part, sid, raw)                                    # type: ignore[arg-type]
+    assert (entry.op_id, entry.hold_id, entry.text1) == ("!expire:stuck", "stuck", "lease expired")
     # After the retention period the resolved hold's record is dropped; the open one stays.
     led.reap_expired(time.time() + 1_000)
     assert led.hold_info(a, "stuck") is not None

@@ -13,11 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
 )
-
-# SQLite only auto-increments an INTEGER PRIMARY KEY.
-AutoId = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(column_0_label)s",
@@ -41,9 +37,8 @@ accounts = Table(
 
 transfers = Table(
     "ledger_transfers", metadata,
-    Column("id", AutoId, primary_key=True, autoincrement=True),
-    Column("account_id", String(64), nullable=False),
-    Column("op_id", String(160), nullable=False),
+    Column("account_id", String(64), primary_key=True),
+    Column("op_id", String(160), primary_key=True),       # one posting per operation (idempotent sync)
     Column("kind", String(16), nullable=False),         # deposit capture settle refund adjust
     Column("amount", BigInteger, nullable=False),       # signed cents: + into the account, - out of it
     Column("posted_after", BigInteger, nullable=False),
@@ -52,7 +47,6 @@ transfers = Table(
     Column("note", String(512), nullable=False, default=""),       # source or reason
     Column("reference", String(512), nullable=False, default=""),
     Column("ts", BigInteger, nullable=False),
-    UniqueConstraint("account_id", "op_id", name="uq_ledger_transfers_account_op"),
 )
 
 holds = Table(
@@ -107,16 +101,11 @@ number_blocks = Table(
 
 journal = Table(
     "ledger_journal", metadata,
-    Column("id", AutoId, primary_key=True, autoincrement=True),
-    Column("partition", Integer, nullable=False),
-    Column("stream_id", String(32), nullable=False),
+    Column("partition", Integer, primary_key=True),
+    Column("stream_id", String(32), primary_key=True),   # a redelivered entry is the same row
     Column("scope", String(300), nullable=False),
-    Column("op_id", String(160), nullable=False),
     Column("op", String(16), nullable=False),
     Column("ts", BigInteger, nullable=False),
-    Column("fp", String(32), nullable=False),
-    Column("res", Text, nullable=False),
-    Column("entry", Text, nullable=False),              # the raw entry, for audits and history
-    UniqueConstraint("scope", "op_id", name="uq_ledger_journal_scope_op"),
-    Index("ix_ledger_journal_ts", "ts"),
+    Column("entry", Text, nullable=False),              # the whole entry (ledger.journal.decode reads it)
+    Index("ix_ledger_journal_scope", "scope"),
 )

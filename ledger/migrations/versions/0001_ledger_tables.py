@@ -14,8 +14,6 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 def upgrade() -> None:
     op.create_table(
@@ -34,7 +32,6 @@ def upgrade() -> None:
     op.create_index("ix_ledger_accounts_facility_number", "ledger_accounts", ["facility_id", "number_e164"])
     op.create_table(
         "ledger_transfers",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
         sa.Column("account_id", sa.String(64), nullable=False),
         sa.Column("op_id", sa.String(160), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
@@ -45,8 +42,7 @@ def upgrade() -> None:
         sa.Column("note", sa.String(512), nullable=False),
         sa.Column("reference", sa.String(512), nullable=False),
         sa.Column("ts", sa.BigInteger, nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_ledger_transfers"),
-        sa.UniqueConstraint("account_id", "op_id", name="uq_ledger_transfers_account_op"),
+        sa.PrimaryKeyConstraint("account_id", "op_id", name="pk_ledger_transfers"),
     )
     op.create_table(
         "ledger_holds",
@@ -100,20 +96,15 @@ def upgrade() -> None:
     )
     op.create_table(
         "ledger_journal",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
         sa.Column("partition", sa.Integer, nullable=False),
         sa.Column("stream_id", sa.String(32), nullable=False),
         sa.Column("scope", sa.String(300), nullable=False),
-        sa.Column("op_id", sa.String(160), nullable=False),
         sa.Column("op", sa.String(16), nullable=False),
         sa.Column("ts", sa.BigInteger, nullable=False),
-        sa.Column("fp", sa.String(32), nullable=False),
-        sa.Column("res", sa.Text, nullable=False),
         sa.Column("entry", sa.Text, nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_ledger_journal"),
-        sa.UniqueConstraint("scope", "op_id", name="uq_ledger_journal_scope_op"),
+        sa.PrimaryKeyConstraint("partition", "stream_id", name="pk_ledger_journal"),
     )
-    op.create_index("ix_ledger_journal_ts", "ledger_journal", ["ts"])
+    op.create_index("ix_ledger_journal_scope", "ledger_journal", ["scope"])
 
 
 def downgrade() -> None:
