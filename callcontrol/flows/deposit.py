@@ -382,7 +382,7 @@ class DepositLine:
             e164, problem = parse_number(raw)
             if e164 is None:
                 s.log.info("deposit_entry_refused", field="number", problem=problem)
-                await self._play(s, [decisions.number_refusal(problem).prompt])
+                await self._play(s, ["number_invalid"])      # the inmate-side wording fits no other case
                 continue
             digits = spoken_number(e164)
             ids = ["deposit_to_number", *self.ctx.speech.say_digits(digits, s.lang),
