@@ -194,7 +194,7 @@ class Ledger:
         v.check_id(hold_id, "hold id")
         total = v.check_total(total, self.max_amount)
         res = await self._run("settle", part, account_id, op_id, (hold_id, str(total)),
-                              [keys.account(account_id), keys.hexp], [hold_id, str(total)])
+                              [keys.account(account_id)], [hold_id, str(total)])
         return parse_hold(account_id, hold_id, res)
 
     async def void(self, op_id: str, account_id: str, hold_id: str, *, reason: str = "") -> HoldState:
@@ -202,7 +202,7 @@ class Ledger:
         v.check_id(hold_id, "hold id")
         v.check_text(reason, "reason")
         res = await self._run("void", part, account_id, op_id, (hold_id, reason),
-                              [keys.account(account_id), keys.hexp], [hold_id, reason])
+                              [keys.account(account_id)], [hold_id, reason])
         return parse_hold(account_id, hold_id, res)
 
     async def hold_info(self, account_id: str, hold_id: str) -> HoldState | None:

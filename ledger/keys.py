@@ -1,15 +1,15 @@
 """Key layout. Every key of one account and its journal partition share a hash tag, so each Lua script
 touches exactly one Redis Cluster slot.
 
-    apc:{Lpp}:a:<account>            hash  f n o s p h v c   (facility, number, owner, state, posted,
-                                                               held, version, created ms)
-                                           h:<hold id>        "amount|captured|status|expires|review|meta"
-    apc:{Lpp}:accts                  set   account ids of the partition (reconcile, rebuild)
-    apc:{Lpp}:hexp                   zset  "<account>|<hold>" scored by lease expiry while pending, then
-                                           by the end of its retention once resolved (reaper queue)
-    apc:{Lpp}:op:<scope>|<op_id>     string  fingerprint(32 hex) + first result (idempotency)
-    apc:{Lpp}:blk:<facility>|<number>  string  source of the block
-    apc:{Lpp}:journal                stream  one entry per successful operation
+    apc:{Lpp}:a:<account>            hash   f n o s p h v c  (facility, number, owner, state, posted,
+                                                              held, version, created ms)
+                                            h:<hold id>      "amount|captured|status|expires|review|meta"
+                                            o:<op id>        fingerprint(32) + ms(13) + first result
+    apc:{Lpp}:accts                  set    account ids of the partition (reconcile, rebuild)
+    apc:{Lpp}:hexp                   zset   "<account>|<hold>" scored by lease expiry (reaper queue)
+    apc:{Lpp}:op:<scope>|<op_id>     string fingerprint + first result, for call records and blocks
+    apc:{Lpp}:blk:<facility>|<number> string source of the block
+    apc:{Lpp}:journal                stream one entry per successful operation (field "e")
 """
 
 from __future__ import annotations

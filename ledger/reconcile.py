@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, or_, select
 
-from ledger.journal import decode
+from ledger.journal import ACCOUNT_OPS, decode
 from ledger.keys import Keys, account_id_for, partition_of
 from ledger.redisclient import SyncRedis
 from ledger.sql import accounts, holds, journal, number_blocks
@@ -138,6 +138,8 @@ def rebuild(r: SyncRedis, engine: Engine, partitions: int, ttl: int, *, force: b
             now: float | None = None) -> dict[str, int]:
     """Restore accounts, open (and recently resolved) holds, blocks and recent idempotency records.
 
+    Accounts are written before their idempotency records, which live in the same hash.
+
     Only what the sync had written to SQL comes back: journal entries not yet synced when Redis was
     lost are gone, and so are idempotency records older than `ttl`."""
     now = time.time() if now is None else now
@@ -173,8 +175,8 @@ def rebuild(r: SyncRedis, engine: Engine, partitions: int, ttl: int, *, force: b
                                f"{row['expires_at']:.3f}", "1" if row["review"] else "0",
                                row["meta"] or "{}"])
             pipe.hset(keys.account(row["account_id"]), f"h:{row['hold_id']}", packed)
-            score = row["expires_at"] if row["status"] == "pending" else row["updated_ts"] / 1000 + ttl
-            pipe.zadd(keys.hexp, {f"{row['account_id']}|{row['hold_id']}": score})
+            if row["status"] == "pending":      # resolved ones are kept for replays, then compacted away
+                pipe.zadd(keys.hexp, {f"{row['account_id']}|{row['hold_id']}": row["expires_at"]})
         pipe.execute()
         counts["holds"] += len(chunk)
     for chunk in _chunks(list(block_rows)):
@@ -188,9 +190,14 @@ def rebuild(r: SyncRedis, engine: Engine, partitions: int, ttl: int, *, force: b
         pipe = r.pipeline(transaction=False)
         for e in chunk:
             remaining = int(e.ts / 1000 + ttl - now)
-            if remaining > 0 and e.partition < partitions:
-                pipe.set(all_keys[e.partition].op(e.scope, e.op_id), e.fp + e.res, ex=remaining)
-                counts["op_records"] += 1
+            if remaining <= 0 or e.partition >= partitions:
+                continue
+            keys = all_keys[e.partition]
+            if e.op in ACCOUNT_OPS:             # kept in the account's hash, as the scripts do
+                pipe.hset(keys.account(e.scope), f"o:{e.op_id}", f"{e.fp}{e.ts:013d}{e.res}")
+            else:
+                pipe.set(keys.op(e.scope, e.op_id), e.fp + e.res, ex=remaining)
+            counts["op_records"] += 1
         pipe.execute()
     for keys in all_keys:
         try:

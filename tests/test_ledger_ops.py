@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -188,6 +189,29 @@ def test_adjust_needs_a_reason_and_never_overdraws(led: SyncLedger, acct: str) -
     assert led.adjust("a1", acct, -1_000, reason="correction").available == 0
     fresh = led.open_account("o9", FAC, "+13125550101")
     assert led.adjust("a2", fresh, 250, reason="goodwill credit").state == "active"
+
+
+def test_old_records_are_compacted_away(redis_url: str) -> None:
+    """Idempotency records and resolved holds older than the TTL leave the account's hash."""
+    with SyncLedger(redis_url, idempotency_ttl=1) as short:
+        a = short.open_account("o1", FAC, NUM)
+        short.deposit("d1", a, 1_000)
+        short.hold("h1", a, "done", 100, lease_seconds=1)
+        short.settle("s1", a, "done", 40)
+        short.hold("h2", a, "open", 100, lease_seconds=600)
+        time.sleep(2.2)
+        for i in range(50):                                         # compaction runs every 50 versions
+            short.deposit(f"more{i}", a, 1)
+        assert short.hold_info(a, "done") is None
+        assert short.hold_info(a, "open").status == "pending"       # type: ignore[union-attr]
+        fields = redis.Redis.from_url(redis_url, decode_responses=True).hkeys(_key(a))
+        assert "o:d1" not in fields and "o:more49" in fields
+        assert short.deposit("d1", a, 1_000).posted == 960 + 50 + 1_000   # beyond the TTL: a new deposit
+
+
+def _key(account_id: str) -> str:
+    from ledger.keys import Keys, partition_of
+    return Keys(partition_of(account_id, 16)).account(account_id)
 
 
 def test_unknown_accounts(led: SyncLedger) -> None:

@@ -1,7 +1,6 @@
 -- KEYS[3] account. ARGV[6] signed delta, ARGV[7] reason. Never makes available negative.
-local r = replayed()
-if r then return r end
-local acc = load_account(KEYS[3])
+local acc, _, replay = load_account(KEYS[3])
+if replay then return replay end
 if not acc then return refuse('unknown_account', 'no account ' .. SCOPE) end
 if acc.s == 'closed' then return refuse('account_not_active', 'account is closed') end
 local delta = tonumber(ARGV[6])
@@ -10,5 +9,4 @@ if acc.p - acc.h + delta < 0 then
 end
 acc.p = acc.p + delta
 if acc.s == 'opened' and acc.p > 0 then acc.s = 'active' end
-save_account(KEYS[3], acc)
-return commit_account('adjust', balance(acc), acc, delta, 0, '', nil, delta, ARGV[7], '')
+return commit_account('adjust', balance(acc), KEYS[3], acc, delta, 0, '', nil, delta, ARGV[7], '')

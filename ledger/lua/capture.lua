@@ -1,9 +1,7 @@
 -- KEYS[3] account. ARGV[6] hold id, ARGV[7] amount.
 -- Refused on a frozen or closed account: the call controller then hangs the call up.
-local r = replayed()
-if r then return r end
-local hf = 'h:' .. ARGV[6]
-local acc, h = load_account(KEYS[3], hf)
+local acc, h, replay = load_account(KEYS[3], 'h:' .. ARGV[6])
+if replay then return replay end
 local bad = active_or_refuse(acc)
 if bad then return bad end
 if not h then return refuse('unknown_hold', 'no hold ' .. ARGV[6]) end
@@ -15,5 +13,4 @@ end
 acc.p = acc.p - amt
 acc.h = acc.h - amt
 h.c = h.c + amt
-save_account(KEYS[3], acc, hf, h)
-return commit_account('capture', hold_result(h), acc, -amt, -amt, ARGV[6], h, amt, '', '')
+return commit_account('capture', hold_result(h), KEYS[3], acc, -amt, -amt, ARGV[6], h, amt, '', '')
