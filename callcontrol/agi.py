@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -72,12 +73,15 @@ def _auto_sensitive(*names: str) -> bool:
 
 
 class AGIChannel:
-    """One FastAGI session. Commands run one at a time; replies are matched to them in order."""
+    """One FastAGI session. Commands run one at a time; replies are matched to them in order.
+
+    Driven by the connection's protocol (``_AGIConnection``): each line Asterisk sends is handled as it
+    arrives, so a hang-up is seen even while the flow is idle, without a reader task per call.
+    """
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        conn: _AGIConnection,
         env: Env,
         peer: str,
         *,
@@ -93,17 +97,27 @@ class AGIChannel:
         self.hungup = False
         self.hangup_reason: str | None = None
         self.hangup_event = asyncio.Event()
-        self._reader = reader
-        self._writer = writer
+        self._conn = conn
+        self._transport = conn.transport
+        self._loop = asyncio.get_running_loop()
         self._hangup_grace = hangup_grace
         self._close_grace = close_grace
         self._command_timeout = command_timeout
         self._lock = asyncio.Lock()
+        self._assembler = ReplyAssembler()
         self._pending: asyncio.Future[AGIReply] | None = None
         self._broken: str | None = None
         self._closed = False
-        self._reader_task: asyncio.Task[None] | None = None
-        self._log = log.bind(channel=self.channel_name, uniqueid=self.uniqueid, script=self.script)
+        self._input_done = False          # EOF, connection lost or protocol error: no more replies
+        self._input_end: asyncio.Future[None] | None = None
+        self._bound_log: Any = None
+
+    @property
+    def _log(self) -> Any:
+        """Bound on first use: most sessions never log, and binding resolves the structlog config."""
+        if self._bound_log is None:
+            self._bound_log = log.bind(channel=self.channel_name, uniqueid=self.uniqueid, script=self.script)
+        return self._bound_log
 
     # ------------------------------------------------------------------ identity
 
@@ -119,12 +133,10 @@ class AGIChannel:
     def closed(self) -> bool:
         return self._closed
 
-    # ------------------------------------------------------------------ reader
+    # ------------------------------------------------------------------ input (called by the protocol)
 
     def start(self) -> None:
-        """Start reading replies; the server calls this once the env block is parsed."""
-        if self._reader_task is None:
-            self._reader_task = asyncio.create_task(self._read_loop(), name=f"agi-read {self.uniqueid}")
+        """Kept for callers of the stream-based version: lines are handled as they arrive."""
 
     def _set_hungup(self, reason: str) -> None:
         if not self.hungup:
@@ -133,43 +145,50 @@ class AGIChannel:
             self.hangup_event.set()
             self._log.info("agi.hangup", reason=reason)
 
-    async def _read_loop(self) -> None:
-        assembler = ReplyAssembler()
-        reason = "eof"
+    def _on_line(self, line: bytes) -> None:
+        """One line from Asterisk: a reply to the outstanding command, or the HANGUP notice."""
+        if self._input_done:
+            return
         try:
-            while True:
-                line = await self._reader.readline()
-                if not line.endswith(b"\n"):  # EOF, possibly in the middle of a line
-                    break
-                item = assembler.feed(line)
-                if item is None:
-                    continue
-                if item is HANGUP_LINE:
-                    self._set_hungup("hangup-line")
-                    continue
-                assert isinstance(item, AGIReply)
-                fut = self._pending
-                if fut is None or fut.done():
-                    raise AGIProtocolError(f"reply {item.code} with no command outstanding")
-                self._pending = None
-                fut.set_result(item)
-        except (AGIProtocolError, ValueError) as exc:  # ValueError: line over the stream limit
-            reason = "protocol-error"
-            self._broken = str(exc)
-            self._log.warning("agi.protocol_error", error=str(exc))
-            self._writer.transport.abort()
-        except (ConnectionError, OSError) as exc:
-            reason = "connection-error"
-            self._log.info("agi.connection_error", error=type(exc).__name__)
-        finally:
-            self._set_hungup(reason)
-            fut, self._pending = self._pending, None
-            if fut is not None and not fut.done():
-                fut.set_exception(AGIHangup(f"connection closed ({reason})"))
+            item = self._assembler.feed(line)
+            if item is None:
+                return
+            if item is HANGUP_LINE:
+                self._set_hungup("hangup-line")
+                return
+            fut = self._pending
+            if fut is None or fut.done():
+                raise AGIProtocolError(f"reply {item.code} with no command outstanding")  # type: ignore[union-attr]
+            self._pending = None
+            fut.set_result(item)  # type: ignore[arg-type]
+        except (AGIProtocolError, ValueError) as exc:
+            self._protocol_error(exc)
+
+    def _protocol_error(self, exc: Exception) -> None:
+        """Garbage, an unsolicited reply or an over-long line: the session cannot be trusted any more."""
+        if self._input_done:
+            return
+        self._broken = str(exc)
+        self._log.warning("agi.protocol_error", error=str(exc))
+        self._transport.abort()
+        self._end_input("protocol-error")
+
+    def _end_input(self, reason: str) -> None:
+        """No more lines will come: mark the hang-up and fail the outstanding command."""
+        if self._input_done:
+            return
+        self._input_done = True
+        self._set_hungup(reason)
+        fut, self._pending = self._pending, None
+        if fut is not None and not fut.done():
+            fut.set_exception(AGIHangup(f"connection closed ({reason})"))
+        end = self._input_end
+        if end is not None and not end.done():
+            end.set_result(None)
 
     @property
     def _reading(self) -> bool:
-        return self._reader_task is not None and not self._reader_task.done()
+        return not self._input_done
 
     # ------------------------------------------------------------------ low level
 
@@ -185,18 +204,22 @@ class AGIChannel:
         async with self._lock:
             if self._broken:
                 raise AGIHangup(f"session unusable: {self._broken}")
-            if self._closed or not self._reading:
+            if self._closed or self._input_done:
                 raise AGIHangup("connection closed")
-            fut: asyncio.Future[AGIReply] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[AGIReply] = self._loop.create_future()
             self._pending = fut
             if not sensitive:
-                self._log.debug("agi.command", line=line[:-1].decode("utf-8", "replace"))
+                self._log_debug("agi.command", line=line)
             wait = self._command_timeout if timeout is None else timeout
             try:
-                async with asyncio.timeout(wait):
-                    self._writer.write(line)
-                    await self._writer.drain()
+                self._transport.write(line)
+                if self._conn.write_paused:
+                    await self._conn.drain()
+                if wait is None:
                     reply = await fut
+                else:
+                    async with asyncio.timeout(wait):
+                        reply = await fut
             except TimeoutError:
                 self._abort(f"no reply to {command} within {wait}s")
                 raise AGITimeout(f"no reply to {command} within {wait}s") from None
@@ -211,7 +234,7 @@ class AGIChannel:
                 if self._pending is fut:
                     self._pending = None
         if not sensitive:
-            self._log.debug("agi.reply", reply=reply.text if reply.code == 200 else reply.text[:80])
+            self._log_debug("agi.reply", reply=reply)
         if reply.code == 511:
             self._set_hungup("dead-channel")
             raise AGIHangup("command not permitted on a dead channel", reply)
@@ -220,10 +243,20 @@ class AGIChannel:
             raise AGIError(f"{command}: {first}", reply)
         return reply
 
+    def _log_debug(self, event: str, *, line: bytes = b"", reply: AGIReply | None = None) -> None:
+        """Debug trace of the wire; the text is only built when debug logging is on."""
+        logger = self._log
+        if not _debug_enabled(logger):
+            return
+        if reply is None:
+            logger.debug(event, line=line[:-1].decode("utf-8", "replace"))
+        else:
+            logger.debug(event, reply=reply.text if reply.code == 200 else reply.text[:80])
+
     def _abort(self, why: str) -> None:
         self._broken = why
         self._log.warning("agi.session_aborted", reason=why)
-        self._writer.transport.abort()
+        self._transport.abort()
 
     async def _hangup_within(self, grace: float) -> bool:
         if self.hungup:
@@ -365,22 +398,22 @@ class AGIChannel:
         if self._closed:
             return
         self._closed = True
-        transport = self._writer.transport
+        transport = self._transport
         try:
-            if not transport.is_closing() and self._writer.can_write_eof():
-                self._writer.write_eof()
-            if self._reader_task is not None and not self._reader_task.done():
+            if not transport.is_closing() and transport.can_write_eof():
+                transport.write_eof()
+            if not self._input_done:
+                end = self._input_end = self._loop.create_future()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._reader_task), self._close_grace)
+                    async with asyncio.timeout(self._close_grace):
+                        await end
         except (ConnectionError, OSError):
             pass
         finally:
-            if self._reader_task is not None and not self._reader_task.done():
-                self._reader_task.cancel()
-                await asyncio.wait({self._reader_task})
-            self._writer.close()
-            with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-                await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+            self._end_input("eof")
+            transport.close()
+            with contextlib.suppress(TimeoutError):
+                await self._conn.wait_lost(1.0)
 
 
 # ---------------------------------------------------------------------------- server
@@ -400,6 +433,178 @@ class AllowList:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return any(ip in net for net in self.networks)
+
+
+def _debug_enabled(logger: Any) -> bool:
+    check = getattr(logger, "is_enabled_for", None)
+    return True if check is None else bool(check(logging.DEBUG))
+
+
+class _AGIConnection(asyncio.Protocol):
+    """One FastAGI connection: allow-list, env block with a deadline, then lines to the channel.
+
+    A protocol rather than streams: each reply line resolves the waiting command directly, which
+    saves a reader task, a readline and a task switch per round trip.
+    """
+
+    def __init__(self, server: AGIServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.peer = "?"
+        self.channel: AGIChannel | None = None
+        self.write_paused = False
+        self._buf = b""
+        self._parser: EnvParser | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._lost = False
+        self._lost_waiter: asyncio.Future[None] | None = None
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        server = self.server
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername[0]) if peername else "?"
+        if not server.allow.allows(self.peer):
+            server.refused += 1
+            log.warning("agi.refused", peer=self.peer, reason="not in agi_allow")
+            transport.abort()
+            return
+        self._parser = EnvParser()
+        server._env_pending.add(self)
+        self._timer = asyncio.get_running_loop().call_later(server.env_timeout, self._env_timeout)
+
+    def _env_timeout(self) -> None:
+        if self._parser is None or self.channel is not None:
+            return
+        self._parser = None
+        self.server._env_pending.discard(self)
+        self.server.rejected += 1
+        log.warning("agi.env_timeout", peer=self.peer, timeout=self.server.env_timeout)
+        self.transport.abort()
+
+    def _reject(self, exc: Exception) -> None:
+        if self._parser is None:
+            return
+        self._parser = None
+        self._stop_env_wait()
+        self.server.rejected += 1
+        log.warning("agi.env_rejected", peer=self.peer, error=str(exc))
+        self.transport.abort()
+
+    def _stop_env_wait(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.server._env_pending.discard(self)
+
+    def _env_line(self, line: bytes) -> None:
+        parser = self._parser
+        assert parser is not None
+        try:
+            if not parser.feed(line):
+                return
+            env = parser.result()
+        except EnvError as exc:
+            self._reject(exc)
+            return
+        self._parser = None
+        self._stop_env_wait()
+        server = self.server
+        channel = self.channel = AGIChannel(
+            self, env, self.peer,
+            hangup_grace=server.hangup_grace, close_grace=server.close_grace,
+            command_timeout=server.command_timeout,
+        )
+        task = asyncio.get_running_loop().create_task(server._session(channel))
+        server._sessions.add(task)
+        task.add_done_callback(server._sessions.discard)
+
+    # -- input ---------------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        limit = self.server.line_limit
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            if nl - start > limit:
+                self._over_limit()
+                return
+            line = buf[start:nl + 1]
+            start = nl + 1
+            channel = self.channel
+            if channel is not None:
+                channel._on_line(line)
+                if channel._input_done:
+                    self._buf = b""
+                    return
+            elif self._parser is not None:
+                self._env_line(line)
+            else:
+                self._buf = b""
+                return
+        rest = buf[start:] if start else buf
+        if len(rest) > limit:
+            self._over_limit()
+            return
+        self._buf = rest
+
+    def _over_limit(self) -> None:
+        self._buf = b""
+        if self.channel is not None:
+            self.channel._protocol_error(ValueError("line over the stream limit"))
+        else:
+            self._reject(EnvError("env line too long"))
+
+    def eof_received(self) -> bool:
+        if self.channel is not None:
+            self.channel._end_input("eof")
+        else:
+            self._reject(EnvError("env block ended without a line terminator"))
+        return True       # keep our half open: the flow may still be closing
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self.channel is not None:
+            if exc is not None and not self.channel._input_done:
+                self.channel._log.info("agi.connection_error", error=type(exc).__name__)
+            self.channel._end_input("connection-error" if exc is not None else "eof")
+        elif self._parser is not None:
+            self._reject(exc or EnvError("connection closed before the env block ended"))
+        self._stop_env_wait()
+        for fut in (self._drain, self._lost_waiter):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    # -- output --------------------------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    async def drain(self) -> None:
+        if self._lost:
+            raise ConnectionResetError("connection lost")
+        if self.write_paused:
+            if self._drain is None or self._drain.done():
+                self._drain = asyncio.get_running_loop().create_future()
+            await self._drain
+            if self._lost:
+                raise ConnectionResetError("connection lost")
+
+    async def wait_lost(self, timeout: float) -> None:
+        if self._lost:
+            return
+        if self._lost_waiter is None:
+            self._lost_waiter = asyncio.get_running_loop().create_future()
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(self._lost_waiter)
 
 
 class AGIServer:
@@ -425,6 +630,7 @@ class AGIServer:
         self.line_limit = line_limit
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
+        self._env_pending: set[_AGIConnection] = set()
         self.refused = 0
         self.rejected = 0
 
@@ -439,8 +645,9 @@ class AGIServer:
         return len(self._sessions)
 
     async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(
-            self._on_connect, host, port, limit=self.line_limit, backlog=1024, reuse_address=True
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _AGIConnection(self), host, port, backlog=1024, reuse_address=True
         )
         log.info("agi.listening", host=host, port=self.port)
 
@@ -454,61 +661,21 @@ class AGIServer:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2.0)
+        for conn in list(self._env_pending):      # still sending their env block: drop them
+            conn._parser = None
+            conn._stop_env_wait()
+            conn.transport.abort()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
 
-    async def _read_env(self, reader: asyncio.StreamReader) -> Env:
-        parser = EnvParser()
-        async with asyncio.timeout(self.env_timeout):
-            while True:
-                try:
-                    line = await reader.readline()
-                except ValueError as exc:  # over the line limit
-                    raise EnvError("env line too long") from exc
-                if parser.feed(line):
-                    return parser.result()
-
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        peername = writer.get_extra_info("peername")
-        peer = str(peername[0]) if peername else "?"
-        if not self.allow.allows(peer):
-            self.refused += 1
-            log.warning("agi.refused", peer=peer, reason="not in agi_allow")
-            writer.transport.abort()
-            return
-        self._sessions.add(task)
-        try:
-            await self._session(reader, writer, peer)
-        finally:
-            self._sessions.discard(task)
-
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
-        try:
-            env = await self._read_env(reader)
-        except TimeoutError:
-            self.rejected += 1
-            log.warning("agi.env_timeout", peer=peer, timeout=self.env_timeout)
-            writer.transport.abort()
-            return
-        except (EnvError, ConnectionError, OSError) as exc:
-            self.rejected += 1
-            log.warning("agi.env_rejected", peer=peer, error=str(exc))
-            writer.transport.abort()
-            return
-        channel = AGIChannel(
-            reader, writer, env, peer,
-            hangup_grace=self.hangup_grace, close_grace=self.close_grace,
-            command_timeout=self.command_timeout,
-        )
-        channel.start()
-        handler = self.routes.get(env.script)
+    async def _session(self, channel: AGIChannel) -> None:
+        handler = self.routes.get(channel.script)
         try:
             if handler is None:
-                log.warning("agi.unknown_route", peer=peer, script=env.script, channel=channel.channel_name)
+                log.warning("agi.unknown_route", peer=channel.peer, script=channel.script,
+                            channel=channel.channel_name)
                 return
             await handler(channel)
         except AGIHangup as exc:
