@@ -61,11 +61,21 @@ COMMANDS: dict[str, tuple[bool, int, int]] = {
 _BY_LEN = sorted(COMMANDS, key=lambda c: -len(c.split()))
 
 
+# first word -> candidate command names, longest first (the first match wins, as before)
+_BY_FIRST: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+for _name in _BY_LEN:
+    _BY_FIRST.setdefault(_name.split()[0], []).append((_name, tuple(_name.split())))
+
+
 def match_command(args: list[str]) -> str | None:
-    upper = [a.upper() for a in args]
-    for name in _BY_LEN:
-        words = name.split()
-        if upper[: len(words)] == words:
+    if not args:
+        return None
+    candidates = _BY_FIRST.get(args[0].upper())
+    if not candidates:
+        return None
+    for name, words in candidates:
+        n = len(words)
+        if len(args) >= n and tuple(a.upper() for a in args[:n]) == words:
             return name
     return None
 

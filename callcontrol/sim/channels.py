@@ -112,7 +112,11 @@ class Channel:
         ]
 
     def event(self, name: str, privilege: str, extra: list[tuple[str, str]] | None = None) -> None:
-        self.sim.events.emit(name, [("Privilege", privilege), *self.snapshot(), *(extra or [])])
+        bus = self.sim.events
+        if not bus.listening:            # nobody logged in to AMI: count it, build nothing
+            bus.count += 1
+            return
+        bus.emit(name, [("Privilege", privilege), *self.snapshot(), *(extra or [])])
 
     def set_state(self, state: int) -> None:
         if state != self.state:
@@ -142,35 +146,11 @@ class Channel:
     def get_var(self, name: str) -> str | None:
         """A variable or a dialplan function the simulator knows; None when unset."""
         key = name.strip()
-        up = key.upper()
-        now = self.sim.clock.now()
-        builtin: dict[str, Any] = {
-            "CHANNEL": lambda: self.name,
-            "CHANNEL(NAME)": lambda: self.name,
-            "CHANNEL(STATE)": lambda: self.state_desc,
-            "CHANNEL(UNIQUEID)": lambda: self.uniqueid,
-            "CHANNEL(LINKEDID)": lambda: self.linkedid,
-            "CHANNEL(LANGUAGE)": lambda: self.language,
-            "UNIQUEID": lambda: self.uniqueid,
-            "EXTEN": lambda: self.exten,
-            "CONTEXT": lambda: self.context,
-            "PRIORITY": lambda: str(self.priority),
-            "HANGUPCAUSE": lambda: str(self.hangupcause),
-            "CALLERID(NUM)": lambda: self.cid_num,
-            "CALLERID(NAME)": lambda: self.cid_name,
-            "CALLERID(ALL)": lambda: f'"{self.cid_name}" <{self.cid_num}>',
-            "CONNECTEDLINE(NUM)": lambda: self.conn_num,
-            "CONNECTEDLINE(NAME)": lambda: self.conn_name,
-            "CDR(DURATION)": lambda: str(int(now - self.created)),
-            "CDR(BILLSEC)": lambda: str(int(now - self.answered_at)) if self.answered_at else "0",
-            "CDR(START)": lambda: fmt_cdr_time(self.created),
-            "CDR(UNIQUEID)": lambda: self.uniqueid,
-            "EPOCH": lambda: str(int(now)),
-        }
-        if up in builtin and key not in self.vars:
-            return str(builtin[up]())
         if key in self.vars:
             return self.vars[key]
+        up = key.upper()
+        if up in _BUILTINS:
+            return str(_builtin(self, up, self.sim.clock.now()))
         return self.sim.globals.get(key)
 
     # -------------------------------------------------------------- hang-up
@@ -201,3 +181,50 @@ class Channel:
             if not sleeper.done():
                 sleeper.cancel()
         return not self.dead
+
+
+_BUILTINS = frozenset({
+    "CHANNEL", "CHANNEL(NAME)", "CHANNEL(STATE)", "CHANNEL(UNIQUEID)", "CHANNEL(LINKEDID)",
+    "CHANNEL(LANGUAGE)", "UNIQUEID", "EXTEN", "CONTEXT", "PRIORITY", "HANGUPCAUSE", "CALLERID(NUM)",
+    "CALLERID(NAME)", "CALLERID(ALL)", "CONNECTEDLINE(NUM)", "CONNECTEDLINE(NAME)", "CDR(DURATION)",
+    "CDR(BILLSEC)", "CDR(START)", "CDR(UNIQUEID)", "EPOCH",
+})
+
+
+def _builtin(c: Channel, up: str, now: float) -> Any:
+    """The dialplan functions and read-only variables the simulator answers (names in _BUILTINS)."""
+    if up in ("CHANNEL", "CHANNEL(NAME)"):
+        return c.name
+    if up == "CHANNEL(STATE)":
+        return c.state_desc
+    if up in ("CHANNEL(UNIQUEID)", "UNIQUEID", "CDR(UNIQUEID)"):
+        return c.uniqueid
+    if up == "CHANNEL(LINKEDID)":
+        return c.linkedid
+    if up == "CHANNEL(LANGUAGE)":
+        return c.language
+    if up == "EXTEN":
+        return c.exten
+    if up == "CONTEXT":
+        return c.context
+    if up == "PRIORITY":
+        return str(c.priority)
+    if up == "HANGUPCAUSE":
+        return str(c.hangupcause)
+    if up == "CALLERID(NUM)":
+        return c.cid_num
+    if up == "CALLERID(NAME)":
+        return c.cid_name
+    if up == "CALLERID(ALL)":
+        return f'"{c.cid_name}" <{c.cid_num}>'
+    if up == "CONNECTEDLINE(NUM)":
+        return c.conn_num
+    if up == "CONNECTEDLINE(NAME)":
+        return c.conn_name
+    if up == "CDR(DURATION)":
+        return str(int(now - c.created))
+    if up == "CDR(BILLSEC)":
+        return str(int(now - c.answered_at)) if c.answered_at else "0"
+    if up == "CDR(START)":
+        return fmt_cdr_time(c.created)
+    return str(int(now))  # EPOCH

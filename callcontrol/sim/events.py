@@ -12,6 +12,11 @@ class EventBus:
         self._listeners: list[Listener] = []
         self.count = 0
 
+    @property
+    def listening(self) -> bool:
+        """Whether anyone listens (AMI sessions, taps): callers skip building events otherwise."""
+        return bool(self._listeners)
+
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
