@@ -371,7 +371,12 @@ class Simulator:
             if script is None:
                 continue
             chan.context, chan.exten, chan.priority = ctx, "s", 1
-            session = AgiSession(self, chan, f"agi://{self.agi_host}/{script}", [], dead_from_start=True)
+            # Like the shipped [apc-hangup]: AGI(agi://${CONTROLLER}/hangup?call_id=${CALL_ID})
+            call_id = chan.get_var("CALL_ID")
+            query = f"?call_id={call_id}" if call_id else ""
+            session = AgiSession(
+                self, chan, f"agi://{self.agi_host}/{script}{query}", [], dead_from_start=True
+            )
             await session.run()
             if result is not None:
                 result.hangup_agi.append(session.transcript)
