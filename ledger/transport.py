@@ -287,7 +287,16 @@ class Transport:
         raise LedgerInternal(f"Redis error: {msg}")
 
     async def script(self, script: Script, slot: int, keys: list[str], args: list[str]) -> Any:
-        reply = await self.execute(slot, pack(("EVALSHA", script.sha, str(len(keys)), *keys, *args)))
+        payload = pack(("EVALSHA", script.sha, str(len(keys)), *keys, *args))
+        proto = self.seed.proto
+        if not self.cluster and proto is not None and not proto.closed:    # the hot path, inlined
+            reply = await proto.send(payload)
+            if not isinstance(reply, hiredis.ReplyError):
+                return reply
+            if not str(reply).startswith("NOSCRIPT"):
+                self._raise(str(reply))
+        else:
+            reply = await self.execute(slot, payload)
         if isinstance(reply, hiredis.ReplyError):  # NOSCRIPT: the server lost its script cache
             reply = await self.execute(slot, pack(("EVAL", script.source, str(len(keys)), *keys, *args)))
             if isinstance(reply, hiredis.ReplyError):

@@ -44,7 +44,8 @@ end
 -- Account operations keep their idempotency record in the account's own hash (field "o:<op id>" =
 -- fingerprint .. time(ms, 13 digits) .. result), so one HMGET reads account, hold and record and one
 -- HSET writes them: every redis.call costs microseconds in Redis' Lua. Records older than the TTL and
--- resolved holds past their retention are dropped by compact(), run every COMPACT_EVERY versions.
+-- resolved holds past their retention are dropped by compact(): every COMPACT_EVERY versions, and only
+-- when the oldest record (field "m", ms) has passed the TTL, so a scan never runs for nothing.
 local OPF = 'o:' .. OP_ID
 local COMPACT_EVERY = 50
 
@@ -65,40 +66,50 @@ end
 local function load_account(key, hold_field)
   local a
   if hold_field then
-    a = redis.call('HMGET', key, 's', 'p', 'h', 'v', 'f', 'n', 'o', OPF, hold_field)
+    a = redis.call('HMGET', key, 's', 'p', 'h', 'v', 'f', 'n', 'o', 'm', OPF, hold_field)
   else
-    a = redis.call('HMGET', key, 's', 'p', 'h', 'v', 'f', 'n', 'o', OPF)
+    a = redis.call('HMGET', key, 's', 'p', 'h', 'v', 'f', 'n', 'o', 'm', OPF)
   end
-  if a[8] then
-    if string.sub(a[8], 1, 32) == FP then
-      return nil, nil, string.sub(a[8], 46)
+  if a[9] then
+    if string.sub(a[9], 1, 32) == FP then
+      return nil, nil, string.sub(a[9], 46)
     end
     return nil, nil, refuse('id_conflict', 'operation id ' .. OP_ID .. ' was already used with a different payload')
   end
   if not a[1] then
     return nil, nil, nil
   end
-  local acc = { s = a[1], p = tonumber(a[2]), h = tonumber(a[3]), v = tonumber(a[4]), f = a[5], n = a[6], o = a[7] }
-  return acc, parse_hold(a[9]), nil
+  local acc = { s = a[1], p = tonumber(a[2]), h = tonumber(a[3]), v = tonumber(a[4]), f = a[5], n = a[6], o = a[7],
+    m = a[8] }
+  return acc, parse_hold(a[10]), nil
 end
 
 local function compact(key)
   local fields = redis.call('HGETALL', key)
   local now, keep = tonumber(NOW), tonumber(TTL) * 1000
-  local drop = {}
+  local drop, oldest = {}, now
   for i = 1, #fields, 2 do
     local name, value = fields[i], fields[i + 1]
     local kind = string.sub(name, 1, 2)
+    local t = nil
     if kind == 'o:' then
-      if tonumber(string.sub(value, 33, 45)) + keep < now then drop[#drop + 1] = name end
+      t = tonumber(string.sub(value, 33, 45))
     elseif kind == 'h:' then
       local h = parse_hold(value)
-      if h and h.s ~= 'pending' and tonumber(h.e) * 1000 + keep < now then drop[#drop + 1] = name end
+      if h and h.s ~= 'pending' then t = tonumber(h.e) * 1000 end
+    end
+    if t then
+      if t + keep < now then
+        drop[#drop + 1] = name
+      elseif t < oldest then
+        oldest = t
+      end
     end
   end
   if #drop > 0 then
     redis.call('HDEL', key, unpack(drop))
   end
+  redis.call('HSET', key, 'm', string.format('%d', oldest))
 end
 
 -- Journal an account operation: the account's state after it (the SQL sync upserts by version), the
@@ -117,12 +128,14 @@ end
 local function commit_account(op, res, key, acc, dp, dh, hold_id, h, amt, text1, text2)
   acc.v = acc.v + 1
   local record = FP .. NOW .. res
+  local m = acc.m or NOW
   if h then
-    redis.call('HSET', key, 's', acc.s, 'p', acc.p, 'h', acc.h, 'v', acc.v, 'h:' .. hold_id, pack_hold(h), OPF, record)
+    redis.call('HSET', key, 's', acc.s, 'p', acc.p, 'h', acc.h, 'v', acc.v, 'm', m, 'h:' .. hold_id, pack_hold(h),
+      OPF, record)
   else
-    redis.call('HSET', key, 's', acc.s, 'p', acc.p, 'h', acc.h, 'v', acc.v, OPF, record)
+    redis.call('HSET', key, 's', acc.s, 'p', acc.p, 'h', acc.h, 'v', acc.v, 'm', m, OPF, record)
   end
-  if acc.v % COMPACT_EVERY == 0 then
+  if acc.v % COMPACT_EVERY == 0 and tonumber(m) + tonumber(TTL) * 1000 < tonumber(NOW) then
     compact(key)
   end
   return append(op, res, account_tail(acc, dp, dh, hold_id, h, amt, text1, text2))

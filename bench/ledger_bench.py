@@ -1,0 +1,122 @@
+"""Ledger throughput on this machine (prints figures; not a test).
+
+(a) a no-op Lua script through the ledger's own client stack (the baseline), (b) holds/s and
+(c) hold -> capture -> settle cycles/s at concurrency 1, 16 and 256, all against a local embedded
+redis-server with AOF on; (d) journal -> SQL entries/s into SQLite and PostgreSQL. Ratios are against
+the baseline measured in the same run, so they mean something on any box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from callcontrol.redis_server import EmbeddedRedis
+from ledger import Ledger
+
+CONCURRENCY = (1, 16, 256)
+ACCOUNTS = 10_000         # calls spread over many accounts, as in a real facility
+DURATION = float(os.environ.get("LEDGER_BENCH_SECONDS", "3"))   # per measurement
+_ids = itertools.count()
+
+
+async def rate(concurrency: int, op: Callable[[int], Awaitable[object]], ops_per_call: int = 1) -> float:
+    """Calls/s of `op` from `concurrency` tasks looping for DURATION seconds."""
+    stop = time.perf_counter() + DURATION
+    done = 0
+
+    async def worker(w: int) -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await op(w)
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return done * ops_per_call / (time.perf_counter() - start)
+
+
+async def ledger_figures(url: str) -> dict[str, float]:
+    led = await Ledger.connect(url)
+    accounts = await asyncio.gather(*(led.open_account(f"bench-o{i}", "BENCH", f"+1415{i:07d}")
+                                      for i in range(ACCOUNTS)))
+    await asyncio.gather(*(led.deposit(f"bench-d{i}", a, 100_000) for i, a in enumerate(accounts)))
+
+    async def noop(_w: int) -> object:
+        return await led._noop()
+
+    async def hold(_w: int) -> object:
+        n = next(_ids)
+        return await led.hold(f"bh{n}", accounts[n % ACCOUNTS], f"h{n}", 1, lease_seconds=3_600)
+
+    async def cycle(_w: int) -> object:
+        n = next(_ids)
+        a = accounts[n % ACCOUNTS]
+        await led.hold(f"ch{n}", a, f"c{n}", 300, lease_seconds=3_600)
+        await led.capture(f"cc{n}", a, f"c{n}", 100)
+        return await led.settle(f"cs{n}", a, f"c{n}", 150)
+
+    out: dict[str, float] = {}
+    for c in CONCURRENCY:
+        out[f"noop@{c}"] = await rate(c, noop)
+    for c in CONCURRENCY:
+        out[f"hold@{c}"] = await rate(c, hold)
+    for c in CONCURRENCY:
+        out[f"cycle@{c}"] = await rate(c, cycle)
+    await led.close()
+    return out
+
+
+def sync_rate(redis_url: str, sql_url: str, group: str) -> tuple[int, float]:
+    from ledger.sync import SyncWorker
+
+    worker = SyncWorker(redis_url, sql_url, group=group, trim=False, batch=2_000)
+    start = time.perf_counter()
+    n = worker.drain()
+    elapsed = time.perf_counter() - start
+    worker.close()
+    return n, n / elapsed
+
+
+def main() -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+        loop_name = "uvloop"
+    except ImportError:
+        loop_name = "asyncio"
+    with tempfile.TemporaryDirectory(prefix="apc-ledger-bench-") as tmp, \
+            EmbeddedRedis(Path(tmp) / "redis") as server:
+        figures = asyncio.run(ledger_figures(server.url))
+        print(f"ledger client stack: auto-pipelined RESP over a unix socket, hiredis parser, {loop_name}; "
+              f"embedded redis-server with AOF (appendfsync everysec); {DURATION:.0f} s per figure")
+        print(f"{'concurrency':>12} {'(a) noop/s':>12} {'(b) holds/s':>12} {'(c) cycles/s':>13} "
+              f"{'(b)/(a)':>8} {'ops/s in (c)':>13}")
+        for c in CONCURRENCY:
+            a, b, cyc = figures[f"noop@{c}"], figures[f"hold@{c}"], figures[f"cycle@{c}"]
+            print(f"{c:>12} {a:>12,.0f} {b:>12,.0f} {cyc:>13,.0f} {b / a:>8.2f} {3 * cyc:>13,.0f}")
+        best_a = max(figures[f"noop@{c}"] for c in CONCURRENCY)
+        best_b = max(figures[f"hold@{c}"] for c in CONCURRENCY)
+        print(f"best holds/s {best_b:,.0f} (target >= 15,000); "
+              f"best (b)/(a) {best_b / best_a:.2f} (target >= 0.6)")
+
+        from tests.support.servers import PostgresServer
+
+        n, sqlite_rate = sync_rate(server.url, f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", "bench-sqlite")
+        print(f"(d) journal -> SQLite:     {sqlite_rate:>10,.0f} entries/s ({n:,} entries)")
+        pg = PostgresServer().start()
+        try:
+            n, pg_rate = sync_rate(server.url, pg.create_database("ledger_bench"), "bench-pg")
+        finally:
+            pg.stop()
+        print(f"(d) journal -> PostgreSQL: {pg_rate:>10,.0f} entries/s ({n:,} entries; target >= 20,000)")
+
+
+if __name__ == "__main__":
+    main()
