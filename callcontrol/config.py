@@ -36,6 +36,8 @@ class Settings:
     dial_template: str = "Local/{number}@apc-outbound"  # what EXEC Dial calls; {number} is E.164 digits
     ring_timeout: int = 30                   # seconds Dial lets the recipient ring
     recording_dir: str = "/var/spool/asterisk/monitor/advancepay"  # MixMonitor target, as Asterisk sees it
+    payment_gateway: str = ""                # card processor: "sandbox" (dev); empty closes the line
+    deposit_max_cents: int = 30_000          # per deposit; at least $50 must be accepted (47 CFR 64.6100)
 
     @property
     def sqlalchemy_url(self) -> str:

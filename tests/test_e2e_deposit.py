@@ -293,7 +293,7 @@ def test_hang_up_before_confirming_charges_nothing(tmp_path: Path, redis_url: st
             for hs in (during_card, at_confirm):
                 result = await deposit_call(h, hs)
                 assert "deposit_success" not in heard(result)
-            assert "deposit_confirm" in heard(result)
+            assert "deposit_enter_cvv" in heard(result)      # every card field given, then hung up
             await h.quiesce(0.1)
             assert await h.posted(account) == 500
             assert line(h).gateway.processed == 0 and deposit_record(redis_url) == []
@@ -335,7 +335,7 @@ def test_gateway_approved_but_ledger_down_voids_the_authorization(tmp_path: Path
             account = await seed(h.ledger, MARIA, 500)
             result = await deposit_call(h, caller())
             said = heard(result)
-            assert "deposit_success" not in said and "service_unavailable" in said
+            assert "deposit_success" not in said and "deposit_unavailable" in said
             [auth] = gw.auths.values()
             assert auth.state == "voided"
             assert gw.charged_cents() == 0 and gw.outstanding() == []

@@ -61,17 +61,6 @@ DEFAULT_MIN_CENTS = 100                 # $1; no minimum balance may be required
 DEFAULT_MAX_CENTS = 30_000              # $300 per transaction
 REQUIRED_MAX_CENTS = 5_000              # deposits of at least $50 must be accepted (47 CFR 64.6100)
 
-# Prompts the flow would rather play, with what it plays while the catalog lacks them (see docs/deposit.md).
-WANTED_PROMPTS: dict[str, tuple[str, ...]] = {
-    "deposit_number_correct": ("deposit_confirm",),     # "If this is correct press 1, to re-enter press 2"
-    "deposit_press": (),                                 # "press" (facility menu: <name> press <n>)
-    "deposit_card_invalid": ("invalid_choice",),
-    "deposit_card_expired": ("invalid_choice",),
-    "deposit_cancelled": (),                             # "Cancelled. You have not been charged."
-    "deposit_unavailable": ("service_unavailable",),    # "... cannot take deposits now. Not charged."
-    "deposit_too_many_tries": (),
-}
-
 
 @dataclass(frozen=True)
 class DepositLimits:
@@ -284,14 +273,9 @@ class DepositLine:
                 s.log.warning("deposit_agi_error", step=s.step, error=str(exc)[:120])
             else:
                 s.log.error("deposit_unavailable", step=s.step, error=type(exc).__name__)
-            await self._finish(s, *self._pick(s, "deposit_unavailable"))
+            await self._finish(s, "deposit_unavailable")
 
     # -- prompts ----------------------------------------------------------------------------------
-    def _pick(self, s: Session, prompt_id: str) -> tuple[str, ...]:
-        if prompt_id in self.ctx.speech.catalog_ids(s.lang):
-            return (prompt_id,)
-        return WANTED_PROMPTS.get(prompt_id, ())
-
     def _files(self, s: Session, ids: Sequence[str]) -> list[str]:
         return [self.ctx.speech.prompt(i, s.lang) for i in ids]
 
@@ -320,7 +304,7 @@ class DepositLine:
                                    sensitive=sensitive)
 
     def _too_many(self, s: Session) -> EndCall:
-        return EndCall(f"too_many_tries_{s.step}", *self._pick(s, "deposit_too_many_tries"))
+        return EndCall(f"too_many_tries_{s.step}", "deposit_too_many_tries")
 
     # -- steps ------------------------------------------------------------------------------------
     async def _run(self, s: Session) -> None:
@@ -333,7 +317,7 @@ class DepositLine:
             key = key or await self._menu(s, ["choose_language"], "12")
             s.lang = decisions.choose_language(offered, key)
         if self.gateway is None:
-            raise EndCall("no_gateway_configured", *self._pick(s, "deposit_unavailable"))
+            raise EndCall("no_gateway_configured", "deposit_unavailable")
         await self._number(s)
         account, open_first = await self._facility_and_account(s)
         cents = await self._amount(s)
@@ -361,7 +345,7 @@ class DepositLine:
         elif outcome.status == "declined":
             await self._finish(s, "deposit_declined")
         else:
-            await self._finish(s, *self._pick(s, "deposit_unavailable"))
+            await self._finish(s, "deposit_unavailable")
 
     async def _record(self, order: DepositOrder, state: str, fields: dict[str, str]) -> None:
         """The deposit's trail in Redis: who, how much, state, last four digits and the gateway's id."""
@@ -386,7 +370,7 @@ class DepositLine:
                 continue
             digits = spoken_number(e164)
             ids = ["deposit_to_number", *self.ctx.speech.say_digits(digits, s.lang),
-                   *self._pick(s, "deposit_number_correct")]
+                   "deposit_number_correct"]
             key = await self._menu(s, ids, "12")
             if key == "1":
                 s.e164, s.digits = e164, digits
@@ -410,7 +394,7 @@ class DepositLine:
                 self.ctx.catalog.facility(wanted)
             except Exception:
                 s.log.warning("deposit_unknown_facility", facility_id=wanted)
-                raise EndCall("unknown_facility", *self._pick(s, "deposit_unavailable")) from None
+                raise EndCall("unknown_facility", "deposit_unavailable") from None
             s.facility_id = wanted
         else:
             ids = [f.id for f in self.ctx.catalog.facilities]
@@ -420,7 +404,7 @@ class DepositLine:
             if len(choices) == 1:
                 s.facility_id = choices[0]
             elif len(choices) > MAX_FACILITY_MENU:
-                raise EndCall("facility_menu_too_long", *self._pick(s, "deposit_unavailable"))
+                raise EndCall("facility_menu_too_long", "deposit_unavailable")
             else:
                 s.facility_id = await self._facility_menu(s, choices)
         try:
@@ -437,14 +421,14 @@ class DepositLine:
             return account_id_for(s.facility_id, s.e164), True
         state = (await ledger.balance(account)).state
         if state == "frozen":
-            raise EndCall("account_frozen", *self._pick(s, "deposit_unavailable"))
+            raise EndCall("account_frozen", "deposit_unavailable")
         return account, state == "closed"      # a closed account is reopened by the deposit
 
     async def _facility_menu(self, s: Session, choices: list[str]) -> str:
         keys = "".join(str(i) for i in range(1, len(choices) + 1))
         ids: list[str] = []
         for i, fid in enumerate(choices, 1):
-            ids += [*self.ctx.speech.facility_name(fid, s.lang), *self._pick(s, "deposit_press"),
+            ids += [*self.ctx.speech.facility_name(fid, s.lang), "deposit_press",
                     *self.ctx.speech.say_digits(str(i), s.lang)]
         for _ in range(self.limits.tries):
             key = await self._menu(s, ids, keys)
@@ -472,7 +456,7 @@ class DepositLine:
             if raw and card_number_ok(raw):
                 return raw
             s.log.info("deposit_entry_refused", field="card", problem="invalid")
-            await self._play(s, self._pick(s, "deposit_card_invalid"))
+            await self._play(s, ("deposit_card_invalid",))
         raise self._too_many(s)
 
     async def _expiry(self, s: Session) -> str:
@@ -485,7 +469,7 @@ class DepositLine:
                 return raw
             s.log.info("deposit_entry_refused", field="expiry", problem=problem)
             complaint = "deposit_card_expired" if problem == "expired" else "invalid_choice"
-            await self._play(s, self._pick(s, complaint))
+            await self._play(s, (complaint,))
         raise self._too_many(s)
 
     async def _cvv(self, s: Session, card: str) -> str:
@@ -508,7 +492,7 @@ class DepositLine:
             if key == "1":
                 return
             if key == "2":
-                raise EndCall("cancelled", *self._pick(s, "deposit_cancelled"))
+                raise EndCall("cancelled", "deposit_cancelled")
             await self._play(s, ["invalid_choice"])
         raise self._too_many(s)
 
