@@ -55,20 +55,22 @@ def _rss_mib() -> float:
 # Load generator (child process)
 # ------------------------------------------------------------------------------------------------
 
-def _sim_main(conn: Any, port: int) -> None:
+def _sim_main(conn: Any, port: int, index: int = 0) -> None:
     _raise_nofile()
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(_sim_loop(conn, port))
+    asyncio.run(_sim_loop(conn, port, index))
 
 
-async def _sim_loop(conn: Any, port: int) -> None:
+async def _sim_loop(conn: Any, port: int, index: int = 0) -> None:
     from callcontrol.clock import Clock
     from callcontrol.sim import Handset, Keys, Recipient, SimConfig, Simulator
 
-    config = SimConfig(default_prompt_seconds=0.0, answer_media_wait=0.0, prompts={}, hangup_agi="hangup")
+    # Several load processes: distinct channel names and uniqueids in each.
+    config = SimConfig(default_prompt_seconds=0.0, answer_media_wait=0.0, prompts={}, hangup_agi="hangup",
+                       uniqueid_start=index * 10_000_000, local_seq_start=index * 10_000_000)
     sim = Simulator(("127.0.0.1", port), clock=Clock(1.0), config=config, ami_port=None)
     await sim.start()
     numbers = _numbers(N_ACCOUNTS)
@@ -80,7 +82,7 @@ async def _sim_loop(conn: Any, port: int) -> None:
     def one(script: str, talk: float | None = 0.0) -> Any:
         nonlocal counter
         counter += 1
-        number = numbers[counter % len(numbers)]
+        number = numbers[(counter * 7 + index) % len(numbers)]
         if talk != 0.0:
             sim.add_recipient(Recipient(number, ring=0.0, keys="1", key_delay=0.0, talk=talk))
         hs = Handset(actions=[Keys("1", 0, 0), Keys(PIN + "#", 0, 0), Keys(number[2:] + "#", 0, 0),
@@ -91,6 +93,7 @@ async def _sim_loop(conn: Any, port: int) -> None:
     while True:
         job = await loop.run_in_executor(None, conn.recv)
         kind = job["kind"]
+        cpu0 = time.process_time()
         if kind == "stop":
             break
         if kind == "closed":              # fixed number in flight for `seconds`
@@ -109,7 +112,8 @@ async def _sim_loop(conn: Any, port: int) -> None:
                         failed += 1
 
             await asyncio.gather(*(worker() for _ in range(job["concurrency"])))
-            conn.send({"done": done, "failed": failed, "elapsed": time.perf_counter() - t0})
+            conn.send({"done": done, "failed": failed, "elapsed": time.perf_counter() - t0,
+                       "cpu": time.process_time() - cpu0})
         elif kind == "open":              # fixed arrival rate for `seconds`
             tasks = []
             t0 = time.perf_counter()
@@ -122,7 +126,8 @@ async def _sim_loop(conn: Any, port: int) -> None:
                 tasks.append(one(job["script"]))
             results = await asyncio.gather(*tasks)
             ok = sum(1 for r in results if r.dials and r.dials[-1].bridge_start is not None)
-            conn.send({"done": ok, "failed": n - ok, "elapsed": time.perf_counter() - t0})
+            conn.send({"done": ok, "failed": n - ok, "elapsed": time.perf_counter() - t0,
+                       "cpu": time.process_time() - cpu0})
         elif kind == "hold":              # calls that stay up (until L() or stop), ramped
             tasks = []
             t0 = time.perf_counter()
@@ -132,7 +137,8 @@ async def _sim_loop(conn: Any, port: int) -> None:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 tasks.append(one("inmate-call", talk=None))
-            conn.send({"placed": len(tasks), "elapsed": time.perf_counter() - t0})
+            conn.send({"placed": len(tasks), "elapsed": time.perf_counter() - t0,
+                       "cpu": time.process_time() - cpu0})
             await loop.run_in_executor(None, conn.recv)       # "release"
             break
     with contextlib.suppress(Exception):
@@ -150,11 +156,14 @@ class Baseline:
         self.inmate = inmate
         self.screen = screen
         self.latencies: list[float] = []
+        # Split once: the baseline should cost the protocol, not the bench's own parsing.
+        self._inmate = [(line, *_split(line)) for line in inmate]
+        self._screen = [_split(line) for line in screen]
 
     async def inmate_route(self, ch: Any) -> None:
         t0 = time.perf_counter()
         call_id = f"b{id(ch):x}"
-        for line in self.inmate:
+        for line, cmd, args in self._inmate:
             if line.startswith("EXEC Dial"):
                 self.latencies.append(time.perf_counter() - t0)
                 target = line.split(" ", 2)[2]
@@ -163,12 +172,10 @@ class Baseline:
             elif line.startswith("SET VARIABLE CALL_ID"):
                 await ch.send("SET VARIABLE", "CALL_ID", call_id)
             else:
-                cmd, args = _split(line)
                 await ch.send(cmd, *args)
 
     async def screen_route(self, ch: Any) -> None:
-        for line in self.screen:
-            cmd, args = _split(line)
+        for cmd, args in self._screen:
             await ch.send(cmd, *args)
 
 
@@ -227,13 +234,32 @@ async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> 
     assert ctl.ctx is not None
     ctl.ctx.on_dial = latencies.append
 
-    parent, child = mp.Pipe()
-    proc = mp.get_context("fork").Process(target=_sim_main, args=(child, port), daemon=True)
-    proc.start()
+    nprocs = max(1, int(os.environ.get("CALL_BENCH_SIM_PROCS", "2")))
+    pipes = [mp.Pipe() for _ in range(nprocs)]
+    procs = [mp.get_context("fork").Process(target=_sim_main, args=(child, port, i), daemon=True)
+             for i, (_, child) in enumerate(pipes)]
+    for proc in procs:
+        proc.start()
+    print(f"  load: {nprocs} simulator process(es)")
 
     async def job(**kw: Any) -> dict[str, Any]:
-        parent.send(kw)
-        return await asyncio.get_running_loop().run_in_executor(None, parent.recv)
+        """Split the job over the load processes (concurrency, rate, calls) and add up what they did."""
+        loop = asyncio.get_running_loop()
+        used = pipes if kw.get("concurrency", 2) > 1 else pipes[:1]
+        for i, (parent, _) in enumerate(used):
+            part = dict(kw)
+            for key in ("concurrency", "n"):
+                if key in part:
+                    part[key] = part[key] // len(used) + (1 if i < part[key] % len(used) else 0)
+            if "rate" in part:
+                part["rate"] = part["rate"] / len(used)
+            parent.send(part)
+        replies = await asyncio.gather(*(loop.run_in_executor(None, parent.recv) for parent, _ in used))
+        out: dict[str, Any] = {}
+        for reply in replies:
+            for key, value in reply.items():
+                out[key] = max(out.get(key, 0), value) if key == "elapsed" else out.get(key, 0) + value
+        return out
 
     try:
         # Warm up (PIN cache, quote cache, connection pools) and capture one call's command lines.
@@ -261,6 +287,10 @@ async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> 
                   f"ratio {full_rate / base_rate:.2f}")
             # The simulator (one process) is usually the bottleneck on a 2-core box; the controller's
             # own CPU per call says what one controller core sustains.
+            sim_full = full["cpu"] / max(1, full["done"] + full["failed"]) * 1000
+            sim_base = base["cpu"] / max(1, base["done"] + base["failed"]) * 1000
+            print(f"    simulator CPU per call (all load processes): full flow {sim_full:.2f} ms, "
+                  f"baseline {sim_base:.2f} ms")
             print(f"    controller CPU per call: full flow {full_cpu:.2f} ms "
                   f"(~{1000 / full_cpu:.0f} set-ups/s per core), baseline {base_cpu:.2f} ms "
                   f"(~{1000 / base_cpu:.0f}/s); ratio {base_cpu / full_cpu:.2f}")
@@ -274,17 +304,21 @@ async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> 
               f"p99 {_pct(baseline.latencies, 0.99):.2f} ms")
         if hold_calls:
             await _hold(ctl, job, hold_calls)
-            parent.send({"kind": "release"})           # the simulator hangs every call up
-            proc.join(30)
+            for parent, _ in pipes:
+                parent.send({"kind": "release"})       # the simulator hangs every call up
+            for proc in procs:
+                proc.join(30)
             deadline = time.perf_counter() + 120
             while ctl.ctx.sessions and time.perf_counter() < deadline:
                 await asyncio.sleep(0.5)               # let the controller settle them all
     finally:
-        with contextlib.suppress(Exception):
-            parent.send({"kind": "stop"})
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
+        for parent, _ in pipes:
+            with contextlib.suppress(Exception):
+                parent.send({"kind": "stop"})
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
         await ledger.close()
         await ctl.stop(grace=0.5)
 

@@ -10,10 +10,15 @@ Also the PIN failure counters: they live in Redis so that a lockout holds across
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from dataclasses import dataclass, fields
 from typing import Any
 
 import redis.asyncio as aioredis
+
+from ledger.scripts import Script
+from ledger.transport import Transport
 
 CALL_KEY = "apc:call:{}"
 LIVE_KEY = "apc:calls:live"
@@ -41,6 +46,20 @@ if redis.call('HEXISTS', KEYS[1], 'ended_at') == 1 then return false end
 redis.call('HSETNX', KEYS[1], 'accepted_at', ARGV[1])
 redis.call('HSET', KEYS[1], 'screen_result', 'accepted')
 return redis.call('HGET', KEYS[1], 'accepted_at')
+"""
+
+# The end of a call, fixed once (first writer wins): the state as it stands after, or false when the
+# call is unknown (nothing is created then).
+_FINISH_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSETNX', KEYS[1], 'ended_at', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'end_reason', ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+_FIRST_WRITE_LUA = """
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
 """
 
 _PINFAIL_LUA = """
@@ -122,14 +141,57 @@ class CallState:
         return cls(**kwargs)
 
 
+def _script(name: str, source: str) -> Script:
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+_SCRIPTS = {name: _script(f"callstate_{name}", src) for name, src in (
+    ("capture", _CAPTURE_LUA), ("accept", _ACCEPT_LUA), ("finish", _FINISH_LUA),
+    ("first_write", _FIRST_WRITE_LUA), ("pinfail", _PINFAIL_LUA))}
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _url_of(client: aioredis.Redis) -> str:
+    """The URL of a redis-py client's pool (unix socket or TCP), for the pipelined hot-path client."""
+    kw = client.connection_pool.connection_kwargs
+    db = int(kw.get("db", 0) or 0)
+    auth = ""
+    if kw.get("password"):
+        auth = f"{kw.get('username') or ''}:{kw['password']}@"
+    if kw.get("path"):
+        return f"unix://{auth}{kw['path']}?db={db}"
+    return f"redis://{auth}{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{db}"
+
+
 class CallStore:
     """Async access to call state and PIN failure counters on one shared Redis client."""
 
     def __init__(self, client: aioredis.Redis) -> None:
+        # `r` (redis-py) serves the occasional commands (heartbeat, recovery scans, tests); every call's
+        # own reads and writes go through one auto-pipelined connection (the ledger's transport):
+        # commands from concurrent calls share socket writes, which costs a fraction of redis-py's
+        # per-command pool, lock and parser overhead.
         self.r = client
-        self._capture = client.register_script(_CAPTURE_LUA)
-        self._pinfail = client.register_script(_PINFAIL_LUA)
-        self._accept = client.register_script(_ACCEPT_LUA)
+        self._url = _url_of(client)
+        self._fast_client: Transport | None = None
+        self._fast_loop: asyncio.AbstractEventLoop | None = None
+
+    async def _fast(self) -> Transport:
+        loop = asyncio.get_running_loop()
+        t = self._fast_client
+        if t is None or self._fast_loop is not loop:
+            t = self._fast_client = Transport(self._url, timeout=5.0)
+            self._fast_loop = loop
+        return t
+
+    async def _cmd(self, *args: str) -> Any:
+        return await (await self._fast()).command(0, *args)
+
+    async def _eval(self, name: str, key: str, *args: str) -> Any:
+        return await (await self._fast()).script(_SCRIPTS[name], 0, [key], list(args))
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 256) -> CallStore:
@@ -137,71 +199,64 @@ class CallStore:
         return cls(aioredis.Redis(connection_pool=pool))
 
     async def close(self) -> None:
+        if self._fast_client is not None:
+            await self._fast_client.close()
+            self._fast_client = None
         await self.r.aclose()
 
     # -- calls ------------------------------------------------------------------------------------
     async def create(self, state: CallState, lease_expires_at: float, ttl_seconds: int) -> None:
         key = CALL_KEY.format(state.call_id)
-        async with self.r.pipeline(transaction=False) as pipe:
-            mapping = state.to_hash()
-            for name in FIRST_WRITE:
-                if not getattr(state, name):
-                    del mapping[name]
-            pipe.hset(key, mapping=mapping)
-            pipe.expire(key, ttl_seconds + STATE_TTL_SLACK)
-            pipe.zadd(LIVE_KEY, {state.call_id: lease_expires_at})
-            await pipe.execute()
+        mapping = state.to_hash()
+        for name in FIRST_WRITE:
+            if not getattr(state, name):
+                del mapping[name]
+        flat = [item for kv in mapping.items() for item in kv]
+        t = await self._fast()
+        # One write: the three commands are pipelined on the shared connection, in this order.
+        await asyncio.gather(
+            t.command(0, "HSET", key, *flat),
+            t.command(0, "EXPIRE", key, str(ttl_seconds + STATE_TTL_SLACK)),
+            t.command(0, "ZADD", LIVE_KEY, repr(float(lease_expires_at)), state.call_id),
+        )
 
     async def get(self, call_id: str) -> CallState | None:
-        raw = await self.r.hgetall(CALL_KEY.format(call_id))
-        return CallState.from_hash(raw) if raw else None
+        raw = await self._cmd("HGETALL", CALL_KEY.format(call_id))
+        return CallState.from_hash(_pairs(raw)) if raw else None
 
     async def update(self, call_id: str, **values: Any) -> None:
         state = CallState(call_id=call_id, **values)
         full = state.to_hash()
-        await self.r.hset(CALL_KEY.format(call_id), mapping={k: full[k] for k in values})
+        flat = [item for k in values for item in (k, full[k])]
+        await self._cmd("HSET", CALL_KEY.format(call_id), *flat)
 
     async def first_write(self, call_id: str, name: str, value: float | str) -> str:
         """Set a field only if unset; return the value that stands (ours or an earlier writer's)."""
-        key = CALL_KEY.format(call_id)
         text = repr(value) if isinstance(value, float) else str(value)
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, name, text)
-            pipe.hget(key, name)
-            _, stood = await pipe.execute()
-        if stood is None:
-            return text
-        return stood.decode() if isinstance(stood, bytes) else stood
+        stood = await self._eval("first_write", CALL_KEY.format(call_id), name, text)
+        return text if stood is None else str(stood)
 
     async def accept(self, call_id: str, at: float) -> float | None:
         """Record the recipient's acceptance once; returns the acceptance time that stands, or None
         when the call has already ended (nothing to bill)."""
-        stood = await self._accept(keys=[CALL_KEY.format(call_id)], args=[repr(at)])
+        stood = await self._eval("accept", CALL_KEY.format(call_id), repr(at))
         return float(stood) if stood else None
 
     async def finish(self, call_id: str, ended_at: float, reason: str) -> CallState | None:
         """Fix the call's end once (first writer wins); returns the state with the end that stands."""
-        key = CALL_KEY.format(call_id)
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.exists(key)
-            pipe.hsetnx(key, "ended_at", repr(ended_at))
-            pipe.hsetnx(key, "end_reason", reason)
-            pipe.hgetall(key)
-            exists, _, _, raw = await pipe.execute()
-        if not exists:
-            await self.r.delete(key)   # the HSETNX above created a stub: remove it
-            return None
-        return CallState.from_hash(raw)
+        raw = await self._eval("finish", CALL_KEY.format(call_id), repr(ended_at), reason)
+        return CallState.from_hash(_pairs(raw)) if raw else None
 
     async def record_capture(self, call_id: str, k: int, captured_total: int) -> int:
-        return int(await self._capture(keys=[CALL_KEY.format(call_id)], args=[k, captured_total]))
+        return int(await self._eval("capture", CALL_KEY.format(call_id), str(k), str(captured_total)))
 
     async def mark_settled(self, call_id: str, total: int, outcome: str) -> None:
         key = CALL_KEY.format(call_id)
-        async with self.r.pipeline(transaction=False) as pipe:
-            pipe.hset(key, mapping={"settled": "1", "settled_total": str(total), "outcome": outcome})
-            pipe.zrem(LIVE_KEY, call_id)
-            await pipe.execute()
+        t = await self._fast()
+        await asyncio.gather(
+            t.command(0, "HSET", key, "settled", "1", "settled_total", str(total), "outcome", outcome),
+            t.command(0, "ZREM", LIVE_KEY, call_id),
+        )
 
     async def live_calls(self) -> list[tuple[str, float]]:
         rows = await self.r.zrange(LIVE_KEY, 0, -1, withscores=True)
@@ -209,12 +264,12 @@ class CallStore:
 
     # -- PIN failures -----------------------------------------------------------------------------
     async def pin_failures(self, facility_id: str, who: str) -> int:
-        value = await self.r.get(PINFAIL_KEY.format(facility_id, who))
+        value = await self._cmd("GET", PINFAIL_KEY.format(facility_id, who))
         return int(value or 0)
 
     async def add_pin_failure(self, facility_id: str, who: str, window_seconds: int) -> int:
         key = PINFAIL_KEY.format(facility_id, who)
-        return int(await self._pinfail(keys=[key], args=[max(1, int(window_seconds))]))
+        return int(await self._eval("pinfail", key, str(max(1, int(window_seconds)))))
 
     async def clear_pin_failures(self, facility_id: str, who: str) -> None:
-        await self.r.delete(PINFAIL_KEY.format(facility_id, who))
+        await self._cmd("DEL", PINFAIL_KEY.format(facility_id, who))
