@@ -61,22 +61,16 @@ COMMANDS: dict[str, tuple[bool, int, int]] = {
 _BY_LEN = sorted(COMMANDS, key=lambda c: -len(c.split()))
 
 
-# first word -> candidate command names, longest first (the first match wins, as before)
-_BY_FIRST: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
-for _name in _BY_LEN:
-    _BY_FIRST.setdefault(_name.split()[0], []).append((_name, tuple(_name.split())))
+_BY_WORDS = {tuple(name.split()): name for name in COMMANDS}
 
 
 def match_command(args: list[str]) -> str | None:
-    if not args:
-        return None
-    candidates = _BY_FIRST.get(args[0].upper())
-    if not candidates:
-        return None
-    for name, words in candidates:
-        n = len(words)
-        if len(args) >= n and tuple(a.upper() for a in args[:n]) == words:
-            return name
+    """The longest known command made of the first words (case-insensitive), or None."""
+    for n in (3, 2, 1):
+        if len(args) >= n:
+            name = _BY_WORDS.get(tuple(map(str.upper, args[:n])))
+            if name is not None:
+                return name
     return None
 
 

@@ -65,6 +65,8 @@ def usage_520(command: str) -> bytes:
 
 def parse_agi_args(line: str) -> list[str]:
     """Split an AGI command line like Asterisk's parse_args(): quotes group, backslash escapes."""
+    if '"' not in line and "\\" not in line:   # nothing to group or escape: blanks separate
+        return [a for a in line.replace("\t", " ").split(" ") if a]
     args: list[str] = []
     cur: list[str] | None = None
     quoted = escaped = False
