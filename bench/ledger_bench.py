@@ -25,10 +25,23 @@ DURATION = float(os.environ.get("LEDGER_BENCH_SECONDS", "3"))   # per measuremen
 _ids = itertools.count()
 
 
-async def rate(concurrency: int, op: Callable[[int], Awaitable[object]], ops_per_call: int = 1) -> float:
-    """Calls/s of `op` from `concurrency` tasks looping for DURATION seconds."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU: dict[str, tuple[float, float]] = {}   # figure -> (redis-server CPU us/op, client CPU us/op)
+REDIS_PID = 0
+
+
+async def rate(concurrency: int, op: Callable[[int], Awaitable[object]], ops_per_call: int = 1,
+               name: str = "") -> float:
+    """Calls/s of `op` from `concurrency` tasks looping for DURATION seconds; also records the CPU each
+    side spent per call (a figure other processes on the box disturb much less than a rate)."""
     stop = time.perf_counter() + DURATION
     done = 0
+    redis0, client0 = cpu_seconds(REDIS_PID), time.process_time()
 
     async def worker(w: int) -> None:
         nonlocal done
@@ -38,7 +51,11 @@ async def rate(concurrency: int, op: Callable[[int], Awaitable[object]], ops_per
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return done * ops_per_call / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    if name and done:
+        CPU[name] = ((cpu_seconds(REDIS_PID) - redis0) * 1e6 / done,
+                     (time.process_time() - client0) * 1e6 / done)
+    return done * ops_per_call / elapsed
 
 
 async def ledger_figures(url: str) -> dict[str, float]:
@@ -62,20 +79,17 @@ async def ledger_figures(url: str) -> dict[str, float]:
         return await led.settle(f"cs{n}", a, f"c{n}", 150)
 
     out: dict[str, float] = {}
-    for c in CONCURRENCY:
-        out[f"noop@{c}"] = await rate(c, noop)
-    for c in CONCURRENCY:
-        out[f"hold@{c}"] = await rate(c, hold)
-    for c in CONCURRENCY:
-        out[f"cycle@{c}"] = await rate(c, cycle)
+    for kind, fn in (("noop", noop), ("hold", hold), ("cycle", cycle)):
+        for c in CONCURRENCY:
+            out[f"{kind}@{c}"] = await rate(c, fn, name=f"{kind}@{c}")
     await led.close()
     return out
 
 
-def sync_rate(redis_url: str, sql_url: str, group: str) -> tuple[int, float]:
+def sync_rate(redis_url: str, sql_url: str, group: str, keep_journal: bool = True) -> tuple[int, float]:
     from ledger.sync import SyncWorker
 
-    worker = SyncWorker(redis_url, sql_url, group=group, trim=False, batch=2_000)
+    worker = SyncWorker(redis_url, sql_url, group=group, trim=False, batch=2_000, keep_journal=keep_journal)
     start = time.perf_counter()
     n = worker.drain()
     elapsed = time.perf_counter() - start
@@ -93,6 +107,8 @@ def main() -> None:
         loop_name = "asyncio"
     with tempfile.TemporaryDirectory(prefix="apc-ledger-bench-") as tmp, \
             EmbeddedRedis(Path(tmp) / "redis") as server:
+        global REDIS_PID
+        REDIS_PID = server.proc.pid  # type: ignore[union-attr]
         figures = asyncio.run(ledger_figures(server.url))
         print(f"ledger client stack: auto-pipelined RESP over a unix socket, hiredis parser, {loop_name}; "
               f"embedded redis-server with AOF (appendfsync everysec); {DURATION:.0f} s per figure")
@@ -105,6 +121,11 @@ def main() -> None:
         best_b = max(figures[f"hold@{c}"] for c in CONCURRENCY)
         print(f"best holds/s {best_b:,.0f} (target >= 15,000); "
               f"best (b)/(a) {best_b / best_a:.2f} (target >= 0.6)")
+        print("CPU per call at concurrency 256 (redis-server / this client), and the rate one core each "
+              "would sustain:")
+        for kind in ("noop", "hold", "cycle"):
+            r_us, c_us = CPU[f"{kind}@256"]
+            print(f"  {kind:>5}: {r_us:6.1f} us / {c_us:6.1f} us  -> {1e6 / max(r_us, c_us):>9,.0f}/s")
 
         from tests.support.servers import PostgresServer
 
@@ -113,9 +134,12 @@ def main() -> None:
         pg = PostgresServer().start()
         try:
             n, pg_rate = sync_rate(server.url, pg.create_database("ledger_bench"), "bench-pg")
+            _, lean_rate = sync_rate(server.url, pg.create_database("ledger_bench_lean"), "bench-pg-lean",
+                                     keep_journal=False)
         finally:
             pg.stop()
         print(f"(d) journal -> PostgreSQL: {pg_rate:>10,.0f} entries/s ({n:,} entries; target >= 20,000)")
+        print(f"    without the ledger_journal audit copy: {lean_rate:,.0f} entries/s")
 
 
 if __name__ == "__main__":

@@ -129,8 +129,11 @@ BLOCKS = Upsert("number_blocks", (("facility_id", "text"), ("number_e164", "text
                 ("facility_id", "number_e164"), ("blocked", "source", "jid", "updated_ts"), "jid")
 
 
-def apply_entries(conn: Connection, entries: Iterable[j.Entry]) -> None:
-    """Write a batch of journal entries; safe to call again with any of them, in any order."""
+def apply_entries(conn: Connection, entries: Iterable[j.Entry], *, keep_journal: bool = True) -> None:
+    """Write a batch of journal entries; safe to call again with any of them, in any order.
+
+    keep_journal=False skips the ledger_journal audit copy (history and the restoring of idempotency
+    records by rebuild need it; balances, transfers, holds, calls and blocks do not)."""
     journal_rows: list[tuple[Any, ...]] = []
     transfer_rows: list[tuple[Any, ...]] = []
     latest_account: dict[str, j.Entry] = {}
@@ -167,7 +170,8 @@ def apply_entries(conn: Connection, entries: Iterable[j.Entry]) -> None:
             if (fac, num) not in latest_block or jid > latest_block[(fac, num)][0]:
                 latest_block[(fac, num)] = (jid, e.ts, flag, source)
 
-    JOURNAL.run(conn, journal_rows)
+    if keep_journal:
+        JOURNAL.run(conn, journal_rows)
     TRANSFERS.run(conn, transfer_rows)
     ACCOUNTS.run(conn, [(e.scope, e.facility_id, e.number_e164, e.owner, e.state, e.posted, e.held, e.ver,
                          e.ts) for e in latest_account.values()])

@@ -34,13 +34,15 @@ class SyncWorker:
 
     def __init__(self, redis_url: str, sql_url: str, *, partitions: int = 16, batch: int = 1000,
                  consumer: str | None = None, group: str = GROUP, claim_idle_ms: int = 30_000,
-                 trim: bool = True, cluster: bool | None = None, run_migrations: bool = True) -> None:
+                 trim: bool = True, cluster: bool | None = None, run_migrations: bool = True,
+                 keep_journal: bool = True) -> None:
         self.partitions = partitions
         self.batch = batch
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.claim_idle_ms = claim_idle_ms
         self.trim = trim
+        self.keep_journal = keep_journal
         self.redis: SyncRedis = connect_sync(redis_url, cluster)
         if run_migrations:
             migrate(sql_url)
@@ -109,7 +111,7 @@ class SyncWorker:
             entries = self._read()
             if entries:
                 with self.engine.begin() as conn:
-                    apply_entries(conn, entries)
+                    apply_entries(conn, entries, keep_journal=self.keep_journal)
         except BaseException:
             self._recover = True
             raise
