@@ -9,8 +9,8 @@ After the hang-up, media commands get 511 while variable commands still answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -95,6 +95,63 @@ def number_files(n: int) -> list[str]:
     return [*number_files(thousands), "digits/thousand"] + (number_files(rest) if rest else [])
 
 
+class _Lines(asyncio.Protocol):
+    """The controller's side of the socket as lines: cheaper than streams for one line per command.
+
+    The connection stays writable after the controller half-closes (Asterisk answers that with HANGUP).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.buf = b""
+        self.lines: deque[bytes] = deque()
+        self.eof = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        start = 0
+        while (nl := buf.find(b"\n", start)) >= 0:
+            self.lines.append(buf[start:nl + 1])
+            start = nl + 1
+        self.buf = buf[start:] if start else buf
+        if self.lines:
+            self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self._wake()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    async def readline(self) -> bytes:
+        """The next line with its newline; at EOF what is left of a partial line (or b"")."""
+        while not self.lines:
+            if self.eof:
+                rest, self.buf = self.buf, b""
+                return rest
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.lines.popleft()
+
+
 @dataclass
 class Outcome:
     data: bytes
@@ -119,7 +176,7 @@ class AgiSession:
         self.dead_from_start = dead_from_start
         self.busy = False
         self.ncommands = 0
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: asyncio.Transport | None = None
 
     # ------------------------------------------------------------------ io
     def _send(self, data: bytes) -> None:
@@ -162,21 +219,19 @@ class AgiSession:
     async def run(self) -> str:
         """Run the session to its end; returns AGISTATUS (SUCCESS, HANGUP or FAILURE)."""
         host, port = self.sim.controller
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            _, conn = await loop.create_connection(lambda: _Lines(loop), host, port)
         except OSError:
             self.transcript.status = "FAILURE"
             return "FAILURE"
-        self._writer = writer
+        self._writer = conn.transport
         self.sim.stats["agi_sessions"] += 1
         self._send(wire.env_block(self.env()))
         watcher = asyncio.ensure_future(self._watch_hangup())
         try:
             while True:
-                try:
-                    line = await reader.readline()
-                except (ConnectionError, OSError):
-                    line = b""
+                line = await conn.readline()
                 if not line or not line.endswith(b"\n"):
                     if not self.hangup_sent:
                         self.hangup_sent = True
@@ -190,9 +245,8 @@ class AgiSession:
                     self.busy = False
         finally:
             watcher.cancel()
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+            conn.transport.close()
+            await conn.closed
         status = "HANGUP" if self.chan.dead else "SUCCESS"
         self.transcript.status = status
         return status
