@@ -111,6 +111,7 @@ class AGIChannel:
         self._input_done = False          # EOF, connection lost or protocol error: no more replies
         self._input_end: asyncio.Future[None] | None = None
         self._bound_log: Any = None
+        self._debug: bool | None = None  # debug logging on? checked once per session
 
     @property
     def _log(self) -> Any:
@@ -245,9 +246,11 @@ class AGIChannel:
 
     def _log_debug(self, event: str, *, line: bytes = b"", reply: AGIReply | None = None) -> None:
         """Debug trace of the wire; the text is only built when debug logging is on."""
-        logger = self._log
-        if not _debug_enabled(logger):
+        if self._debug is None:
+            self._debug = _debug_enabled()
+        if not self._debug:
             return
+        logger = self._log
         if reply is None:
             logger.debug(event, line=line[:-1].decode("utf-8", "replace"))
         else:
@@ -424,8 +427,17 @@ class AllowList:
 
     def __init__(self, entries: Sequence[str]) -> None:
         self.networks = tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries)
+        self._seen: dict[str, bool] = {}  # a few Asterisk boxes connect thousands of times a minute
 
     def allows(self, host: str) -> bool:
+        known = self._seen.get(host)
+        if known is None:
+            if len(self._seen) >= 4096:
+                self._seen.clear()
+            known = self._seen[host] = self._allows(host)
+        return known
+
+    def _allows(self, host: str) -> bool:
         try:
             ip = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
@@ -435,9 +447,15 @@ class AllowList:
         return any(ip in net for net in self.networks)
 
 
-def _debug_enabled(logger: Any) -> bool:
-    check = getattr(logger, "is_enabled_for", None)
-    return True if check is None else bool(check(logging.DEBUG))
+def _debug_enabled() -> bool:
+    """Whether the configured wrapper logs debug, without binding a logger (binding is the cost)."""
+    check = getattr(structlog.get_config()["wrapper_class"], "is_enabled_for", None)
+    if check is None:
+        return True
+    try:
+        return bool(check(None, logging.DEBUG))  # the filtering classes only compare levels
+    except Exception:
+        return True
 
 
 class _AGIConnection(asyncio.Protocol):

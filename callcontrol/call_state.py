@@ -57,6 +57,16 @@ redis.call('HSETNX', KEYS[1], 'end_reason', ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
 
+# The recipient answered: read the call and, while it is neither ended nor settled, store answered_at.
+_ANSWERED_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local raw = redis.call('HGETALL', KEYS[1])
+if redis.call('HEXISTS', KEYS[1], 'ended_at') == 0 and redis.call('HGET', KEYS[1], 'settled') ~= '1' then
+  redis.call('HSET', KEYS[1], 'answered_at', ARGV[1])
+end
+return raw
+"""
+
 _FIRST_WRITE_LUA = """
 redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('HGET', KEYS[1], ARGV[1])
@@ -147,7 +157,7 @@ def _script(name: str, source: str) -> Script:
 
 _SCRIPTS = {name: _script(f"callstate_{name}", src) for name, src in (
     ("capture", _CAPTURE_LUA), ("accept", _ACCEPT_LUA), ("finish", _FINISH_LUA),
-    ("first_write", _FIRST_WRITE_LUA), ("pinfail", _PINFAIL_LUA))}
+    ("first_write", _FIRST_WRITE_LUA), ("pinfail", _PINFAIL_LUA), ("answered", _ANSWERED_LUA))}
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -222,6 +232,12 @@ class CallStore:
 
     async def get(self, call_id: str) -> CallState | None:
         raw = await self._cmd("HGETALL", CALL_KEY.format(call_id))
+        return CallState.from_hash(_pairs(raw)) if raw else None
+
+    async def answered(self, call_id: str, at: float) -> CallState | None:
+        """The call as it stood when its recipient answered (None when unknown); `answered_at` is stored
+        unless the call has already ended or been settled. One round trip for screening's start."""
+        raw = await self._eval("answered", CALL_KEY.format(call_id), repr(at))
         return CallState.from_hash(_pairs(raw)) if raw else None
 
     async def update(self, call_id: str, **values: Any) -> None:

@@ -98,22 +98,35 @@ async def _resolve_hold(ctx: FlowContext, state: CallState, ended: float) -> tup
     return billed, int(info.captured if info is not None else total)
 
 
+def dial_verdict_for(state: CallState, status: str | None, ended: float) -> DialVerdict:
+    """The outcome of a Dial that returned `status` at `ended`, given the call's state."""
+    limit_reached = bool(state.accepted_at) and ended - state.accepted_at >= state.max_seconds - 1
+    return decisions.dial_verdict(status, state.screen_result, limit_reached=limit_reached,
+                                  capped_by_funds=state.capped_by in ("funds", "balance"),
+                                  funds_cut=state.funds_cut)
+
+
 async def settle_call(ctx: FlowContext, call_id: str, ended_at: float, reason: str, *,
-                      verdict: DialVerdict | None = None) -> tuple[CallState, DialVerdict] | None:
+                      verdict: DialVerdict | None = None, dial_status: str | None = None,
+                      dial_ended: float | None = None) -> tuple[CallState, DialVerdict] | None:
     """Resolve the call's hold and write its record, once. Returns (final state, verdict) or None when
     the call is unknown. Raises only when the ledger cannot be reached (the call stays in the live index
-    for the next attempt: hangup handler, recovery, or the hold's lease)."""
+    for the next attempt: hangup handler, recovery, or the hold's lease).
+
+    With `dial_status` (the inmate flow, Dial returned at `dial_ended`) the verdict is taken from the
+    state the end was fixed on, which saves a separate read."""
     async with ctx.lock(call_id):
         try:
-            state = await ctx.store.get(call_id)
-            if state is None:
-                return None
-            if state.settled:
-                return state, verdict or verdict_from_state(state)
             ctx.meter.stop(call_id)
+            # One round trip: fixes the end (first writer wins; a no-op on a settled call) and reads
+            # the state as it stands.
             state = await ctx.store.finish(call_id, ended_at, reason)
             if state is None:
                 return None
+            if verdict is None and dial_status is not None:
+                verdict = dial_verdict_for(state, dial_status, ended_at if dial_ended is None else dial_ended)
+            if state.settled:
+                return state, verdict or verdict_from_state(state)
             verdict = verdict or verdict_from_state(state)
             billed, amount = 0, 0
             if state.account and state.hold_amount:

@@ -272,6 +272,9 @@ async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bo
     """From the held funds to the settled call. Whatever happens here, the call is settled."""
     verdict: DialVerdict | None = None
     reason = "inmate_session"
+    dialled = False
+    dial_status: str | None = None
+    dial_ended: float | None = None
     try:
         await _play(ctx, ch, att.lang, "record_name")
         await ch.record_file(state.name_file, "wav", "#", ctx.name_record_ms, beep=True)
@@ -290,9 +293,9 @@ async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bo
             ctx.on_dial(time.perf_counter() - att.t0)
         bound.info("dialling", seconds=state.max_seconds, hold=state.hold_amount, privileged=att.privileged)
         await ch.exec("Dial", args)
-        ended = ctx.clock.now()
-        status = await ch.get_variable("DIALSTATUS")
-        verdict = await _verdict(ctx, att.call_id, status, ended)
+        dial_ended = ctx.clock.now()
+        dial_status = await ch.get_variable("DIALSTATUS")
+        dialled = True
     except AGIHangup:
         reason = "caller_hangup"
     except Exception as exc:
@@ -300,12 +303,16 @@ async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bo
         reason = "connect_failed"
     ended = ctx.clock.now()
     try:
-        settled = await settle_call(ctx, att.call_id, ended, reason, verdict=verdict)
+        settled = await settle_call(ctx, att.call_id, ended, reason,
+                                    dial_status=dial_status if dialled else None, dial_ended=dial_ended)
     except Exception as exc:
         bound.error("settle_failed", error=type(exc).__name__)   # hangup handler / recovery will retry
         settled = None
+        dialled = False            # nothing known about the outcome: no verdict prompt
     if settled is not None:
         verdict = settled[1]
+    elif dialled:                  # the call's state is gone: judge by Dial's status alone
+        verdict = decisions.dial_verdict(dial_status, "")
     if ch.hungup or verdict is None or verdict.prompt is None:
         return
     try:
@@ -313,13 +320,3 @@ async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bo
         await ch.hangup()
     except (AGIHangup, AGIError):
         pass
-
-
-async def _verdict(ctx: FlowContext, call_id: str, status: str | None, ended: float) -> DialVerdict:
-    state = await ctx.store.get(call_id)
-    if state is None:
-        return decisions.dial_verdict(status, "")
-    limit_reached = bool(state.accepted_at) and ended - state.accepted_at >= state.max_seconds - 1
-    return decisions.dial_verdict(status, state.screen_result, limit_reached=limit_reached,
-                                  capped_by_funds=state.capped_by in ("funds", "balance"),
-                                  funds_cut=state.funds_cut)

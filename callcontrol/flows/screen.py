@@ -53,14 +53,14 @@ async def _ask(ch: Any, files: list[str]) -> str:
 
 async def screen(ctx: FlowContext, ch: Any) -> None:
     call_id = ch.query.get("call_id") or (ch.args[0] if ch.args else "")
-    state = await ctx.store.get(call_id) if CALL_ID_RE.fullmatch(call_id or "") else None
+    known = CALL_ID_RE.fullmatch(call_id or "")
+    state = await ctx.store.answered(call_id, ctx.clock.now()) if known else None
     if state is None or state.settled or state.ended_at:
         # Unknown or finished call: never connect what we cannot bill.
         log.warning("screen_unknown_call", call_id=call_id, channel=ch.channel_name)
         await _reject(ch)
         return
     bound = log.bind(call_id=call_id)
-    await ctx.store.update(call_id, answered_at=ctx.clock.now())
     result = ScreenResult.HANGUP
     try:
         files = announcement(ctx, state, ctx.quote_for(state))
