@@ -58,7 +58,7 @@ class Upsert:
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {names} FROM {self.table} "
                     "WITH NO DATA")
         with cur.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
-            copy.write("".join("\t".join(map(_copy_field, row)) + "\n" for row in rows))
+            copy.write(_copy_text(rows))
         if self.update:
             conflict = "ON CONFLICT (" + ", ".join(f'"{k}"' for k in self.key) + ") DO "
             sets = ", ".join(f'"{c}" = excluded."{c}"' for c in self.update)
@@ -76,17 +76,23 @@ class Upsert:
         cur.execute(f"TRUNCATE {stage}")
 
 
-def _copy_field(value: Any) -> str:
-    """One value in COPY's text format. Free text never holds control characters (validated), so only
-    the backslash needs escaping."""
+def _copy_text(rows: Sequence[tuple[Any, ...]]) -> str:
+    """Rows in COPY's text format. Free text never holds tabs, newlines or other control characters
+    (validated at the ledger's edge), so escaping backslashes is all that is needed; None is marked
+    with NUL (which text cannot contain either) and turned into \\N at the end."""
+    text = "\n".join("\t".join([v if v.__class__ is str else _plain(v) for v in row]) for row in rows) + "\n"
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    return text.replace("\x00", "\\N") if "\x00" in text else text
+
+
+def _plain(value: Any) -> str:
     if value is None:
-        return "\\N"
+        return "\x00"
     if value is True:
         return "t"
     if value is False:
         return "f"
-    if isinstance(value, str):
-        return value.replace("\\", "\\\\") if "\\" in value else value
     return str(value)
 
 
