@@ -237,7 +237,7 @@ def _statement(sql_url: str, accounts_by_number: dict[str, str], since_ms: int) 
                 lines.append(f"  {number}  {owner:<18} posted {_money(row.posted):>8}  "
                              f"held {_money(row.held)}  state {row.state}")
                 moves = conn.execute(select(transfers).where(transfers.c.account_id == account)
-                                     .where(transfers.c.ts >= since_ms).order_by(transfers.c.id)).all()
+                                     .where(transfers.c.ts >= since_ms).order_by(transfers.c.ver)).all()
                 for m in moves:
                     what = m.kind + (f" {m.hold_id}" if m.hold_id else "")
                     lines.append(f"      {what:<36} {_money(m.amount):>8}  "
