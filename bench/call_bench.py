@@ -73,9 +73,9 @@ async def _sim_loop(conn: Any, port: int, index: int = 0, nprocs: int = 1) -> No
                        uniqueid_start=index * 10_000_000, local_seq_start=index * 10_000_000)
     sim = Simulator(("127.0.0.1", port), clock=Clock(1.0), config=config, ami_port=None)
     await sim.start()
-    numbers = _numbers(N_ACCOUNTS)[index::nprocs]      # each load process calls its own accounts
-    for number in numbers:
-        sim.add_recipient(Recipient(number, ring=0.0, keys="1", key_delay=0.0, talk=0.0))
+    for number in _numbers(N_ACCOUNTS):                # every number answers in every load process (the
+        sim.add_recipient(Recipient(number, ring=0.0, keys="1", key_delay=0.0, talk=0.0))  # baseline's Dial)
+    numbers = _numbers(N_ACCOUNTS)[index::nprocs]      # ...but each process calls its own accounts
     loop = asyncio.get_running_loop()
     counter = 0
 
@@ -410,7 +410,7 @@ def _screen_switch(ctl: Any, baseline: Baseline) -> Any:
 async def _hold(ctl: Any, job: Any, n: int) -> None:
     rss0 = _rss_mib()
     t0 = time.perf_counter()
-    placed = await job(kind="hold", n=n, rate=int(os.environ.get("CALL_BENCH_RAMP", "150")))
+    placed = await job(kind="hold", n=n, rate=int(os.environ.get("CALL_BENCH_RAMP", "100")))
     deadline = time.perf_counter() + 60 + n / 50
     while time.perf_counter() < deadline and len(ctl.meter) < n:
         await asyncio.sleep(0.5)

@@ -665,7 +665,7 @@ class AGIServer:
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _AGIConnection(self), host, port, backlog=1024, reuse_address=True
+            lambda: _AGIConnection(self), host, port, backlog=4096, reuse_address=True
         )
         log.info("agi.listening", host=host, port=self.port)
 
