@@ -1,0 +1,66 @@
+"""The ledger's Redis watchdog: a silent Redis fails closed, a busy event loop does not count as one."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import redis
+
+from ledger import Ledger, LedgerUnavailable
+
+NUM = "+13125551234"
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, None]], loop_kind: str) -> None:
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    else:
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_stalled_event_loop_is_not_a_dead_redis(redis_url: str, loop_kind: str) -> None:
+    # Thousands of calls ending at once can keep the loop busy for seconds while Redis' reply waits
+    # in the socket: the watchdog must read that reply before it judges Redis, on either event loop.
+    async def main() -> None:
+        led = await Ledger.connect(redis_url, timeout=1.0)
+        try:
+            account = await led.open_account("open-1", "FAC-07", NUM)
+            await led.deposit("dep-1", account, 500)
+            pending = asyncio.ensure_future(led.balance(account))
+            await asyncio.sleep(0)  # the request is queued, its write scheduled
+            # Right after the write and before any read, the loop is busy for 2.5 timeouts.
+            asyncio.get_running_loop().call_soon(time.sleep, 2.5)
+            assert (await pending).posted == 500
+        finally:
+            await led.close()
+
+    _run(main, loop_kind)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_silent_redis_fails_closed(redis_url: str, loop_kind: str) -> None:
+    async def main() -> None:
+        led = await Ledger.connect(redis_url, timeout=1.0)
+        try:
+            account = await led.open_account("open-1", "FAC-07", NUM)
+            blocker = threading.Thread(
+                target=lambda: redis.Redis.from_url(redis_url).execute_command("DEBUG", "SLEEP", "3"))
+            blocker.start()
+            await asyncio.sleep(0.2)  # Redis is now asleep and answers nobody
+            started = time.monotonic()
+            with pytest.raises(LedgerUnavailable):
+                await led.deposit("dep-1", account, 500)
+            assert time.monotonic() - started < 2.5  # the watchdog, not Redis waking up, ended the wait
+            await asyncio.to_thread(blocker.join)
+        finally:
+            await led.close()
+
+    _run(main, loop_kind)
