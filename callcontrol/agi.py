@@ -72,6 +72,23 @@ def _auto_sensitive(*names: str) -> bool:
     return any(SENSITIVE_KEYS.search(n) for n in names)
 
 
+#: Asterisk reads an AGI command into a 2048-byte buffer (res_agi's AGI_BUF_LEN); stay well inside it.
+APP_FILES_LIMIT = 1800
+_APP_UNSAFE = frozenset(",&|()\"'\\ \t\r\n")
+
+
+def fits_one_app(files: Sequence[str]) -> bool:
+    """Whether prompt files can go in one Playback()/Read() argument: none empty, none with a character
+    that splits application arguments or file lists, and the list short enough for one AGI line."""
+    return bool(files) and all(f and not _APP_UNSAFE.intersection(f) for f in files) and (
+        sum(len(f) + 1 for f in files) <= APP_FILES_LIMIT)
+
+
+def _check_app_files(files: Sequence[str]) -> None:
+    if not fits_one_app(files):
+        raise ValueError("prompt files cannot be passed in one application argument")
+
+
 class AGIChannel:
     """One FastAGI session. Commands run one at a time; replies are matched to them in order.
 
@@ -381,6 +398,30 @@ class AGIChannel:
         if reply.result is None:
             raise AGIError(f"EXEC {app}: unexpected reply {reply.text}", reply)
         return reply.result
+
+    async def playback(self, *files: str) -> None:
+        """Play prompts in ONE round trip (``EXEC Playback(a&b)``), not interruptible, like STREAM FILE
+        with no escape digits. A missing file is skipped by Asterisk (PLAYBACKSTATUS=FAILED)."""
+        _check_app_files(files)
+        reply = await self._media("EXEC", "Playback", "&".join(files))
+        if reply.result not in (0, -1):
+            raise AGIError(f"Playback failed: {reply.text}", reply)
+
+    async def read(self, var: str, files: Sequence[str], max_digits: int,
+                   timeout_s: float) -> tuple[str, str]:
+        """Prompts that any key interrupts, then digits, in two round trips whatever the number of prompts:
+        ``EXEC Read(var,a&b&c,max,,1,timeout)`` and one GET FULL VARIABLE for READSTATUS and the digits.
+
+        Returns (READSTATUS, digits): ("OK", "1"); ("OK", "") when `#` was the first key; ("TIMEOUT", "")
+        for silence. Raises AGIHangup if the channel hung up.
+        """
+        _check_app_files(files)
+        if not var.isidentifier():
+            raise ValueError(f"not a variable name: {var!r}")
+        await self._media("EXEC", "Read", f"{var},{'&'.join(files)},{int(max_digits)},,1,{timeout_s:g}")
+        value = await self.get_full_variable(f"${{READSTATUS}}|${{{var}}}") or ""
+        status, _, digits = value.partition("|")
+        return status, digits
 
     async def channel_status(self) -> int:
         reply = await self.send("CHANNEL STATUS")

@@ -183,3 +183,14 @@ def test_env_size_limit_and_terminator() -> None:
         _p = EnvParser()
         _p.feed(b"agi_network: yes\n")
         _p.result()
+
+
+def test_prompt_lists_fit_one_application_argument_only_when_safe() -> None:
+    from callcontrol.agi import APP_FILES_LIMIT, fits_one_app
+
+    assert fits_one_app(["advancepay/en/rate_is", "advancepay/en/n_9", "/var/lib/names/c1a2"])
+    for bad in (",", "&", "|", "(", ")", " ", '"', "\\", "\n"):
+        assert not fits_one_app(["advancepay/en/x", f"name{bad}x"]), bad
+    assert not fits_one_app([]) and not fits_one_app(["a", ""])
+    assert fits_one_app(["x" * 99] * (APP_FILES_LIMIT // 100))
+    assert not fits_one_app(["x" * 99] * (APP_FILES_LIMIT // 100 + 1))

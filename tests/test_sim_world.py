@@ -487,3 +487,44 @@ def test_many_concurrent_calls() -> None:
         d = r.dials[0]
         assert d.bridge_end is not None and d.bridge_start is not None
         assert abs(d.bridge_end - d.bridge_start - (60 + i)) < 1e-6
+
+
+def test_read_and_playback_lists() -> None:
+    """Read(): any key interrupts the prompts (50 ms waited between files), '#' ends input, silence times
+    out, a hang-up gives -1; Playback(a&b) plays both. Timings are exact (virtual clock)."""
+    times: list[float] = []
+    world: list[Simulator] = []
+
+    async def caller(s: Session) -> None:
+        async def timed(command: str) -> str:
+            t0 = world[0].clock.monotonic()
+            reply = await s.cmd(command)
+            times.append(round(world[0].clock.monotonic() - t0, 3))
+            return reply
+
+        assert await timed("EXEC Playback a&b") == "200 result=0\n"
+        assert await timed("EXEC Read K,a&b&c,1,,1,5") == "200 result=0\n"   # '7' 1 s in
+        assert await s.cmd('GET FULL VARIABLE "${READSTATUS}|${K}"') == "200 result=1 (OK|7)\n"
+        assert await timed("EXEC Read K,a&b,1,,1,5") == "200 result=0\n"     # silence
+        assert await s.cmd('GET FULL VARIABLE "${READSTATUS}|${K}"') == "200 result=1 (TIMEOUT|)\n"
+        assert await timed("EXEC Read K,a,4,,1,3") == "200 result=0\n"       # '#' first
+        assert await s.cmd('GET FULL VARIABLE "${READSTATUS}|${K}"') == "200 result=1 (OK|)\n"
+        assert await timed("EXEC Read K,a,4,,1,3") == "200 result=0\n"       # 12 then timeout
+        assert await s.cmd('GET FULL VARIABLE "${READSTATUS}|${K}"') == "200 result=1 (TIMEOUT|12)\n"
+        assert await s.cmd("EXEC Read K,a&b,1,,1,5") == "200 result=-1\n"    # hangs up 1 s in
+        await s.expect_hangup()
+        assert await s.cmd("GET VARIABLE READSTATUS") == "200 result=1 (HANGUP)\n"
+        s.writer.close()
+
+    async def scenario(sim: Simulator, standin: StandIn) -> CallResult:
+        world.append(sim)
+        hs = Handset(["7", None, Keys("#", after=0.5), Keys("12", after=0.5, gap=1.0), HangUp(1.0)])
+        return await call(sim, handset=hs)
+
+    cfg = SimConfig(default_prompt_seconds=2.0)
+    result = run({"inmate-call": caller}, scenario, config=cfg)
+    # Playback 4 s; Read: '7' 0.5 s in (a key action's default delay); silence: 2+0.05+2 s of prompts
+    # then 5 s; '#': 0.5 s; "12": keys at 0.5 and 1.5 s, then 3 s of silence.
+    assert times == [4.0, 0.5, 9.05, 0.5, 4.5]
+    assert result.prompts[:6] == ["a", "b", "a", "b", "c", "a"]
+    assert result.keys == ["7", "#", "1", "2"]

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from callcontrol import decisions
-from callcontrol.agi import AGIError, AGIHangup
+from callcontrol.agi import AGIError, AGIHangup, fits_one_app
 from callcontrol.call_state import CallState
 from callcontrol.decisions import Denial, DialVerdict, Outcome
 from callcontrol.flows.context import FlowContext, iso, new_call_id
@@ -77,13 +77,14 @@ class Attempt:
         }
 
 
-async def _play(ctx: FlowContext, ch: Any, lang: str, *ids: str, escape: str = "") -> str:
-    """Play prompt ids in order; returns the first escape digit pressed (stops there)."""
-    for pid in ids:
-        key = await ch.stream_file(ctx.speech.prompt(pid, lang), escape)
-        if key:
-            return key
-    return ""
+async def _play(ctx: FlowContext, ch: Any, lang: str, *ids: str) -> None:
+    """Play prompt ids in order, uninterrupted: one STREAM FILE, or one Playback(a&b) for several."""
+    files = ctx.speech.prompts(ids, lang)
+    if len(files) == 1 or not fits_one_app(files):
+        for name in files:
+            await ch.stream_file(name, "")
+    else:
+        await ch.playback(*files)
 
 
 async def _language(ctx: FlowContext, ch: Any, languages: tuple[str, ...]) -> str:
@@ -279,14 +280,12 @@ async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bo
         await _play(ctx, ch, att.lang, "record_name")
         await ch.record_file(state.name_file, "wav", "#", ctx.name_record_ms, beep=True)
         await ch.set_variable("CALL_ID", att.call_id)
-        if att.privileged:
-            await _play(ctx, ch, att.lang, "privileged_call_notice")
-        else:
+        if not att.privileged:
             await ch.exec("MixMonitor", f"{ctx.settings.recording_dir}/{att.call_id}.wav")
-            await _play(ctx, ch, att.lang, "monitoring_notice")
         if state.warning_seconds:
             await ch.set_variable("LIMIT_WARNING_FILE", ctx.speech.prompt("time_warning", att.lang))
-        await _play(ctx, ch, att.lang, "please_hold")
+        notice = "privileged_call_notice" if att.privileged else "monitoring_notice"
+        await _play(ctx, ch, att.lang, notice, "please_hold")
         args = decisions.dial_args(ctx.settings.dial_template, state.e164, ctx.settings.ring_timeout,
                                    att.call_id, state.max_seconds, state.warning_seconds)
         if ctx.on_dial is not None:

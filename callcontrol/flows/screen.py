@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from callcontrol import decisions
-from callcontrol.agi import AGIError, AGIHangup
+from callcontrol.agi import AGIError, AGIHangup, fits_one_app
 from callcontrol.call_state import CallState
 from callcontrol.decisions import ScreenAction, ScreenResult
 from callcontrol.flows.context import FlowContext
@@ -43,7 +43,14 @@ def announcement(ctx: FlowContext, state: CallState, quote: Any) -> list[str]:
 
 
 async def _ask(ch: Any, files: list[str]) -> str:
-    """Play the message, stopping at the first key; then wait a moment for one."""
+    """Play the message, stopping at the first key; then wait a moment for one. "" is silence.
+
+    One Read() plays every file in two round trips (it waits 50 ms between files for a key); a
+    recorded-name path that cannot go in an application argument falls back to a STREAM FILE each.
+    """
+    if fits_one_app(files):
+        status, key = await ch.read("SCREEN_KEY", files, 1, WAIT_MS / 1000)
+        return key or ("#" if status == "OK" else "")    # OK with nothing: '#' ended the input
     for name in files:
         key = await ch.stream_file(name, KEYS)
         if key:

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from callcontrol.sim import wire
+from callcontrol.sim import dtmf, wire
 from callcontrol.sim.results import AgiTranscript
 from callcontrol.sim.scripts import Keys
 
@@ -485,32 +485,12 @@ class AgiSession:
         if timeout <= 0:
             timeout = 6.0
         maxdigits = int(args[4]) if len(args) > 4 and args[4].isdigit() else 1024
-        act = self.chan.script.take_input(cmdline)
-        digits = act.digits if isinstance(act, Keys) else ""
-        collected = ""
-        now = 0.0
-        prompt_end = prompt
-        last = None
-        for i, d in enumerate(digits):
-            t = (act.after + i * act.gap) if isinstance(act, Keys) else 0.0
-            deadline = (max(prompt_end, last) if last is not None else prompt_end) + timeout
-            if t > deadline:
-                break
-            if not await self.chan.pause(t - now):
-                return Outcome(wire.reply(-1), interrupted=True)
-            now = t
-            self.chan.keys.append(d)
-            if d == "#":
-                return Outcome(wire.reply(collected))
-            collected += d
-            prompt_end = min(prompt_end, t)
-            last = t
-            if len(collected) >= maxdigits:
-                return Outcome(wire.reply(collected))
-        deadline = (max(prompt_end, last) if last is not None else prompt_end) + timeout
-        if not await self.chan.pause(deadline - now):
+        digits, how = await dtmf.collect(self.chan, cmdline, prompt, timeout, maxdigits)
+        if how == dtmf.HANGUP:
             return Outcome(wire.reply(-1), interrupted=True)
-        return Outcome(wire.reply(collected, "(timeout)"))
+        if how == dtmf.TIMEOUT:
+            return Outcome(wire.reply(digits, "(timeout)"))
+        return Outcome(wire.reply(digits))
 
     async def cmd_record_file(self, args: list[str]) -> Outcome:
         cmdline = " ".join(args)

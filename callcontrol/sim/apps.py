@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from callcontrol.sim import dtmf
 from callcontrol.sim.dialplan import split_args
 
 if TYPE_CHECKING:
@@ -83,6 +84,45 @@ class Apps:
         ok = await chan.pause(total)
         chan.set_var("PLAYBACKSTATUS", status)
         return 0 if ok else -1
+
+    async def app_read(self, chan: Channel, data: str) -> int:
+        """Read(var,file1&file2,maxdigits,options,attempts,timeout): prompts any key interrupts, then
+        digits until maxdigits, `#` or the timeout; sets var and READSTATUS; -1 only on hang-up.
+        Between prompts Asterisk waits 50 ms for a first key; with no timeout given it waits the
+        channel's response timeout (10 s) for the first key and 5 s between keys (modelled as 10 s)."""
+        args = split_args(data) + [""] * 6
+        var, files = args[0].strip(), [f for f in args[1].split("&") if f]
+        maxdigits = int(args[2]) if args[2].strip().isdigit() and int(args[2]) > 0 else 255
+        options = args[3]
+        attempts = int(args[4]) if args[4].strip().isdigit() and int(args[4]) > 0 else 1
+        try:
+            timeout = float(args[5]) if args[5].strip() else 0.0
+        except ValueError:
+            timeout = 0.0
+        if not var:
+            chan.set_var("READSTATUS", "ERROR")
+            return 0
+        if chan.state != 6:
+            if "s" in options:
+                chan.set_var("READSTATUS", "SKIPPED")
+                return 0
+            if "n" not in options:
+                chan.answer()
+        played = [f for f in files if self.sim.prompt_seconds(f) is not None]
+        seconds = sum(self.sim.prompt_seconds(f) or 0.0 for f in played) + 0.05 * max(0, len(played) - 1)
+        digits, how = "", dtmf.TIMEOUT
+        for _ in range(attempts):
+            chan.prompts.extend(played)
+            digits, how = await dtmf.collect(chan, f"EXEC Read {data}", seconds,
+                                             timeout if timeout > 0 else 10.0, maxdigits)
+            if digits or how in (dtmf.HANGUP, dtmf.TERMINATED):
+                break
+        chan.set_var(var, digits)
+        status = {dtmf.HANGUP: "HANGUP", dtmf.TIMEOUT: "TIMEOUT"}.get(how, "OK")
+        if chan.dead:
+            status = "HANGUP"
+        chan.set_var("READSTATUS", status)
+        return -1 if status == "HANGUP" else 0
 
     async def app_mixmonitor(self, chan: Channel, data: str) -> int:
         chan.mixmonitor.append(split_args(data)[0])
