@@ -181,6 +181,10 @@ class Baseline:
 
 def _split(line: str) -> tuple[str, list[str]]:
     words = line.split(" ")
+    if line.startswith("GET FULL VARIABLE "):
+        from callcontrol.agi_wire import Quoted
+
+        return "GET FULL VARIABLE", [Quoted(line.split(" ", 3)[3].strip('"'))]
     two = " ".join(words[:2])
     if two in ("STREAM FILE", "GET DATA", "RECORD FILE", "SET VARIABLE", "GET VARIABLE", "WAIT FOR"):
         if two == "WAIT FOR":
@@ -383,8 +387,9 @@ async def _capture_commands(ctl: Any, recorder: dict[str, list[str]],
     def wrap(key: str, fn: Any) -> Any:
         async def route(ch: Any) -> None:
             rec = Rec(ch, key)
-            for name in ("answer", "get_variable", "set_variable", "stream_file", "get_data",
-                         "wait_for_digit", "record_file", "exec", "hangup", "_media"):
+            for name in ("answer", "get_variable", "get_full_variable", "set_variable", "stream_file",
+                         "get_data", "wait_for_digit", "record_file", "exec", "playback", "read", "hangup",
+                         "_media"):
                 setattr(rec, name, getattr(AGIChannel, name).__get__(rec))
             await fn(ctl.ctx, rec)
         return route
