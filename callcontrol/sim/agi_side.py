@@ -183,9 +183,7 @@ class AgiSession:
         if self._writer is None or self._writer.is_closing():
             return
         self._writer.write(data)
-        now = self.sim.clock.monotonic()
-        for line in data.splitlines(keepends=True):
-            self.transcript.lines.append((now, ">>", line))
+        self.transcript.chunks.append((self.sim.clock.monotonic(), ">>", data))
 
     def env(self) -> list[tuple[str, str]]:
         c = self.chan
@@ -237,7 +235,7 @@ class AgiSession:
                         self.hangup_sent = True
                         self._send(wire.HANGUP_LINE)
                     break
-                self.transcript.lines.append((self.sim.clock.monotonic(), "<<", line))
+                self.transcript.chunks.append((self.sim.clock.monotonic(), "<<", line))
                 self.busy = True
                 try:
                     await self._handle(line)
@@ -270,13 +268,20 @@ class AgiSession:
             self.sim.schedule_hangup(
                 self.chan, act.after, "handset" if self.chan.role == "caller" else "recipient"
             )
-        command_id = str(self.sim.rng.randint(1, 2**31 - 1))
-        self.chan.event("AGIExecStart", "agi,all", [("CommandId", command_id), ("Command", line)])
-        outcome = await self.execute(line)
-        self._send(outcome.data)
-        self.chan.event(
-            "AGIExecEnd", "agi,all", [("CommandId", command_id), ("Command", line), *_result_fields(outcome)]
-        )
+        bus = self.sim.events
+        if not bus.listening:                # nobody on AMI: no CommandId drawn, no event built
+            outcome = await self.execute(line)
+            self._send(outcome.data)
+            bus.count += 2
+        else:
+            command_id = str(self.sim.rng.randint(1, 2**31 - 1))
+            self.chan.event("AGIExecStart", "agi,all", [("CommandId", command_id), ("Command", line)])
+            outcome = await self.execute(line)
+            self._send(outcome.data)
+            self.chan.event(
+                "AGIExecEnd", "agi,all",
+                [("CommandId", command_id), ("Command", line), *_result_fields(outcome)],
+            )
         if (outcome.hangup_now or self.chan.dead) and not self.hangup_sent:
             if outcome.interrupted or outcome.hangup_now:
                 await self.sim.clock.sleep(HANGUP_NOTICE_DELAY)

@@ -41,6 +41,8 @@ def substitute(text: str, chan: Channel, agi_host: str = "") -> str:
 
 def split_args(data: str) -> list[str]:
     """Comma-separated application arguments, parentheses kept together."""
+    if "(" not in data:
+        return data.split(",")
     args: list[str] = []
     depth = 0
     cur: list[str] = []

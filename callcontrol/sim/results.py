@@ -7,12 +7,19 @@ from dataclasses import dataclass, field
 
 @dataclass
 class AgiTranscript:
-    """One FastAGI session as bytes each way: (simulated seconds, '>>' Asterisk->controller or '<<', line)."""
+    """One FastAGI session as bytes each way: (simulated seconds, '>>' Asterisk->controller or '<<', line).
+
+    Writes are kept as sent (an env block is one chunk of ~25 lines) and split into lines only when
+    asked: under load the simulator writes far more than anyone reads back."""
 
     script: str
     channel: str
-    lines: list[tuple[float, str, bytes]] = field(default_factory=list)
+    chunks: list[tuple[float, str, bytes]] = field(default_factory=list)
     status: str = ""  # AGISTATUS: SUCCESS, HANGUP, FAILURE
+
+    @property
+    def lines(self) -> list[tuple[float, str, bytes]]:
+        return [(t, d, line) for t, d, data in self.chunks for line in data.splitlines(keepends=True)]
 
     def sent(self) -> list[bytes]:
         return [b for _, d, b in self.lines if d == ">>"]
