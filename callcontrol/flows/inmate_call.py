@@ -23,6 +23,8 @@ from callcontrol.decisions import Denial, DialVerdict, Outcome
 from callcontrol.flows.context import FlowContext, iso, new_call_id
 from callcontrol.flows.hangup import record, settle_call
 from callcontrol.policy import Inmate
+from ledger import Balance, UnknownAccount
+from ledger.keys import account_id_for
 
 log = structlog.get_logger("callcontrol.inmate_call")
 
@@ -217,14 +219,20 @@ async def _dial_number(ctx: FlowContext, ch: Any, att: Attempt, inmate: Inmate, 
     if not ctx.policy.allowed(inmate, att.e164):
         raise Denied(decisions.NOT_ALLOWED)
     att.privileged = ctx.policy.is_privileged(att.facility_id, att.e164)
-    blocked, account = await asyncio.gather(ctx.ledger.is_blocked(att.facility_id, att.e164),
-                                            ctx.ledger.find_account(att.facility_id, att.e164))
-    if blocked:
+    # The account id follows from facility and number, so the block and the balance are read at once
+    # (one Redis round trip); an unknown account is "no account".
+    account = account_id_for(att.facility_id, att.e164)
+    blocked, balance = await asyncio.gather(ctx.ledger.is_blocked(att.facility_id, att.e164),
+                                            ctx.ledger.balance(account), return_exceptions=True)
+    for outcome in (blocked, balance):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, UnknownAccount):
+            raise outcome
+    if blocked is True:
         raise Denied(decisions.BLOCKED_RECIPIENT)
-    if not account:
+    if isinstance(balance, UnknownAccount):
         raise Denied(decisions.NO_ACCOUNT)
+    assert isinstance(balance, Balance)
     att.account = account
-    balance = await ctx.ledger.balance(account)
     if balance.state not in ("active", "opened") or balance.available < quote.minimum_to_connect:
         raise Denied(decisions.INSUFFICIENT_FUNDS)
     seconds = int(quote.max_duration(balance.available))
