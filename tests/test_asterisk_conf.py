@@ -384,13 +384,17 @@ def test_unknown_station_places_no_call(conf):
     assert not [c for c in chan.calls if c[0] in ("AGI", "Dial")]
 
 
-@pytest.mark.parametrize(("call_id", "expected"), [
-    ("c-42", ["agi://127.0.0.1:4573/hangup?call_id=c-42"]),
-    ("", []),
+@pytest.mark.parametrize(("call_id", "settled", "expected"), [
+    ("c-42", "", ["agi://127.0.0.1:4573/hangup?call_id=c-42"]),
+    ("c-42", "0", ["agi://127.0.0.1:4573/hangup?call_id=c-42"]),
+    ("c-42", "1", []),
+    ("", "", []),
 ])
-def test_hangup_handler_reports_the_call_id_and_returns(conf, call_id, expected):
+def test_hangup_handler_reports_the_call_id_and_returns(conf, call_id, settled, expected):
     _, dialplan, _ = conf
     chan = new_channel(conf, CALL_ID=call_id) if call_id else new_channel(conf)
+    if settled:
+        chan.vars["CALL_SETTLED"] = settled
     how, *_ = run(dialplan, "apc-hangup", "s", chan)
     assert how == "return"
     assert [a for app, a in chan.calls if app == "AGI"] == expected

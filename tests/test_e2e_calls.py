@@ -30,6 +30,8 @@ def test_accepted_call_is_billed_from_acceptance(tmp_path: Path, redis_url: str)
             assert heard[:1] == ["prepaid_call_from"] and "monitoring_notice" in heard
             assert heard[-1] == "call_accepted" and "balance_is" in heard and "rate_is" in heard
             assert prompt_ids(result.prompts)[-1] == "goodbye"
+            # Settled by the inmate session, which says so: the hangup handler opens no AGI session.
+            assert result.variables.get("CALL_SETTLED") == "1" and result.hangup_agi == []
             rec = h.record_for(MARIA)
             assert rec["outcome"] == "completed" and rec["recorded"] and not rec["privileged"]
             # Billing starts at acceptance: ~150 s of talk plus the call_accepted prompt, not the

@@ -71,6 +71,7 @@ def test_controller_killed_mid_call_is_settled_once_elsewhere(tmp_path: Path, re
                 assert len(b.meter.calls) == 1
                 result = await task
                 assert result.last_dial is not None and result.last_dial.bridge_start is not None
+                assert len(result.hangup_agi) == 1       # nobody marked it settled: the safety net ran
                 for _ in range(500):
                     if b_records:
                         break

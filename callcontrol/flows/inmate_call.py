@@ -9,6 +9,7 @@ service_unavailable and nothing is charged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -318,6 +319,8 @@ async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bo
         dialled = False            # nothing known about the outcome: no verdict prompt
     if settled is not None:
         verdict = settled[1]
+        with contextlib.suppress(AGIHangup, AGIError):   # variables still answer on a dead channel
+            await ch.set_variable("CALL_SETTLED", "1")   # the dialplan's hangup handler skips its AGI
     elif dialled:                  # the call's state is gone: judge by Dial's status alone
         verdict = decisions.dial_verdict(dial_status, "")
     if ch.hungup or verdict is None or verdict.prompt is None:

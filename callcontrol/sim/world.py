@@ -371,9 +371,12 @@ class Simulator:
             if script is None:
                 continue
             chan.context, chan.exten, chan.priority = ctx, "s", 1
-            # Like the shipped [apc-hangup]: AGI(agi://${CONTROLLER}/hangup?call_id=${CALL_ID})
+            # Like the shipped [apc-hangup]: nothing without CALL_ID or with CALL_SETTLED=1, else
+            # AGI(agi://${CONTROLLER}/hangup?call_id=${CALL_ID})
             call_id = chan.get_var("CALL_ID")
-            query = f"?call_id={call_id}" if call_id else ""
+            if not call_id or chan.get_var("CALL_SETTLED") == "1":
+                continue
+            query = f"?call_id={call_id}"
             session = AgiSession(
                 self, chan, f"agi://{self.agi_host}/{script}{query}", [], dead_from_start=True
             )
