@@ -90,8 +90,6 @@ class _Protocol(asyncio.Protocol):
         if self.closed:
             raise LedgerUnavailable("connection to Redis is closed")
         fut = self.loop.create_future()
-        if not self.pending:
-            self.last_progress = self.loop.time()
         self.pending.append(fut)
         self.out.append(payload)
         if not self.flush_scheduled:
@@ -102,6 +100,8 @@ class _Protocol(asyncio.Protocol):
     def _flush(self) -> None:
         self.flush_scheduled = False
         if self.out and not self.closed and self.transport is not None:
+            if len(self.pending) == len(self.out):  # nothing sent awaits a reply: Redis owes one from now
+                self.last_progress = self.loop.time()
             data = b"".join(self.out)
             self.out.clear()
             self.transport.write(data)
@@ -208,7 +208,8 @@ class Transport:
         now = loop.time()
         for node in [self.seed, *self.nodes.values()]:
             proto = node.proto
-            if proto is not None and not proto.closed and proto.pending and \
+            # Only sent requests count: one still queued behind a busy loop is not Redis being late.
+            if proto is not None and not proto.closed and len(proto.pending) > len(proto.out) and \
                     now - proto.last_progress > self.timeout:
                 proto.abort(f"no reply from Redis within {self.timeout}s")
         self.start_watchdog()
