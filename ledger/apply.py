@@ -1,202 +1,261 @@
 """Writing a batch of journal entries to SQL, idempotently and in bulk.
 
-PostgreSQL: each table's rows are COPYed into a session temp table and moved with one INSERT ... SELECT;
-SQLite: one executemany per table. Journal rows are keyed by their stream position and transfer rows by
-(account, op id), so a redelivered entry adds nothing; account, hold, call-record and block rows carry
-the state after the operation and are upserted only when newer (account version, or journal position),
-so a replayed or late reclaimed entry never rolls a row back. The SQL is written out here, not built per
-row by an ORM: per-row statement handling cost more than the database work.
+Journal rows are keyed by their stream position and transfer rows by (account, op id), so a redelivered
+entry adds nothing; account, hold, call-record and block rows carry the state after the operation and are
+upserted only when newer (account version, or journal position), so a replayed or late reclaimed entry
+never rolls a row back.
+
+PostgreSQL: rows that are new by construction (every journal and transfer row, accounts opened and holds
+placed in this batch) are COPYed straight into their tables inside a savepoint. That is the common case and
+costs the server a plain insert; if any of them is already there (a redelivery, a reclaimed entry, a worker
+that died after its commit), the savepoint is rolled back and the whole batch takes the upsert path. Upserts
+COPY their rows into a session temp table and move them with one INSERT ... SELECT. SQLite: one executemany
+of the upsert per table.
+
+Entries are split and their values passed on as the text the journal holds (the COPY format is text, and
+SQLite's column affinity converts): building Entry objects, ints and an ORM per row cost more than the
+database work.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
 
 from ledger import journal as j
 
+Row = tuple[Any, ...]           # text values (None for NULL); call rows also carry ints and bools
+Raw = tuple[int, str, str]      # (partition, stream id, entry) as read from the journal
+
 
 @dataclass(frozen=True)
-class Upsert:
-    table: str
-    columns: tuple[tuple[str, str], ...]        # (name, PostgreSQL type)
+class Table:
+    name: str
+    columns: tuple[str, ...]
     key: tuple[str, ...]
-    update: tuple[str, ...] = ()                # empty: DO NOTHING
+    update: tuple[str, ...] = ()                # empty: insert only
     newer: str = ""                             # column that must grow for an update to apply
+    plain: bool = True                          # every value is str (no NULL, no int or bool)
 
-    def sql(self, dialect: str) -> str:
-        names = ", ".join(f'"{c}"' for c, _ in self.columns)
-        if dialect == "postgresql":
-            source = "SELECT * FROM unnest(" + ", ".join(f"%b::{t}[]" for _, t in self.columns) + ")"
-        else:
-            source = "VALUES (" + ", ".join("?" for _ in self.columns) + ")"
+    @property
+    def names(self) -> str:
+        return ", ".join(f'"{c}"' for c in self.columns)
+
+    def upsert(self, source: str) -> str:
+        """INSERT INTO the table from `source` (VALUES or SELECT), keeping what is there unless newer."""
         conflict = "ON CONFLICT (" + ", ".join(f'"{k}"' for k in self.key) + ") DO "
         if not self.update:
-            return f"INSERT INTO {self.table} ({names}) {source} {conflict}NOTHING"
+            return f"INSERT INTO {self.name} ({self.names}) {source} {conflict}NOTHING"
         sets = ", ".join(f'"{c}" = excluded."{c}"' for c in self.update)
-        where = f" WHERE {self.table}.{self.newer} < excluded.{self.newer}" if self.newer else ""
-        return f"INSERT INTO {self.table} ({names}) {source} {conflict}UPDATE SET {sets}{where}"
-
-    def run(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        if conn.dialect.name == "postgresql":
-            self._copy_then_insert(conn, rows)
-        else:
-            conn.exec_driver_sql(self.sql("sqlite"), list(rows))
-
-    def _copy_then_insert(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        """COPY the rows into a session temp table (one stream, parsed by the server), then one
-        INSERT ... SELECT ... ON CONFLICT into the real table, in the caller's transaction."""
-        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        stage = f"stage_{self.table}"
-        names = ", ".join(f'"{c}"' for c, _ in self.columns)
-        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {names} FROM {self.table} "
-                    "WITH NO DATA")
-        with cur.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
-            copy.write(_copy_text(rows))
-        if self.update:
-            conflict = "ON CONFLICT (" + ", ".join(f'"{k}"' for k in self.key) + ") DO "
-            sets = ", ".join(f'"{c}" = excluded."{c}"' for c in self.update)
-            where = f" WHERE {self.table}.{self.newer} < excluded.{self.newer}" if self.newer else ""
-            cur.execute(f"INSERT INTO {self.table} ({names}) SELECT {names} FROM {stage} "
-                        f"{conflict}UPDATE SET {sets}{where}")
-        else:
-            # Insert-only rows: an anti-join is much cheaper than ON CONFLICT's speculative insertion.
-            # Two workers racing on the same entry make one transaction fail on the key; its entries
-            # stay unacknowledged and the retry finds them present.
-            match = " AND ".join(f's."{k}" = t."{k}"' for k in self.key)
-            cur.execute(f"INSERT INTO {self.table} ({names}) SELECT DISTINCT ON ({', '.join(self.key)}) "
-                        f"{names} FROM {stage} s WHERE NOT EXISTS "
-                        f"(SELECT 1 FROM {self.table} t WHERE {match})")
-        cur.execute(f"TRUNCATE {stage}")
+        where = f" WHERE {self.name}.{self.newer} < excluded.{self.newer}" if self.newer else ""
+        return f"INSERT INTO {self.name} ({self.names}) {source} {conflict}UPDATE SET {sets}{where}"
 
 
-def _copy_text(rows: Sequence[tuple[Any, ...]]) -> str:
-    """Rows in COPY's text format. Free text never holds tabs, newlines or other control characters
-    (validated at the ledger's edge), so escaping backslashes is all that is needed; None is marked
-    with NUL (which text cannot contain either) and turned into \\N at the end."""
-    text = "\n".join("\t".join([v if v.__class__ is str else _plain(v) for v in row]) for row in rows) + "\n"
-    if "\\" in text:
-        text = text.replace("\\", "\\\\")
-    return text.replace("\x00", "\\N") if "\x00" in text else text
-
-
-def _plain(value: Any) -> str:
-    if value is None:
-        return "\x00"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    return str(value)
-
-
-JOURNAL = Upsert("ledger_journal", (("partition", "int"), ("stream_id", "text"), ("scope", "text"),
-                                    ("op", "text"), ("ts", "bigint"), ("entry", "text")),
-                 ("partition", "stream_id"))
-TRANSFERS = Upsert("ledger_transfers", (("account_id", "text"), ("op_id", "text"), ("kind", "text"),
-                                        ("amount", "bigint"), ("posted_after", "bigint"), ("ver", "bigint"),
-                                        ("hold_id", "text"), ("note", "text"), ("reference", "text"),
-                                        ("ts", "bigint")), ("account_id", "op_id"))
-ACCOUNTS = Upsert("ledger_accounts", (("account_id", "text"), ("facility_id", "text"),
-                                      ("number_e164", "text"),
-                                      ("owner", "text"), ("state", "text"), ("posted", "bigint"),
-                                      ("held", "bigint"), ("ver", "bigint"), ("updated_ts", "bigint")),
-                  ("account_id",), ("facility_id", "number_e164", "owner", "state", "posted", "held", "ver",
-                                    "updated_ts"), "ver")
-HOLDS = Upsert("ledger_holds", (("account_id", "text"), ("hold_id", "text"), ("amount", "bigint"),
-                                ("captured", "bigint"), ("status", "text"), ("expires_at", "float8"),
-                                ("review", "boolean"), ("meta", "text"), ("ver", "bigint"),
-                                ("created_ts", "bigint"), ("updated_ts", "bigint")),
-               ("account_id", "hold_id"), ("amount", "captured", "status", "expires_at", "review", "ver",
-                                           "updated_ts"), "ver")
-# A hold's meta and creation time come from its "hold" entry, which a crashed worker may deliver after a
-# later entry of the same hold: this fills them in without touching the newer state.
-HOLD_ORIGIN_PG = ("UPDATE ledger_holds AS h SET meta = u.meta, created_ts = u.ts "
-                  "FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[]) "
-                  "AS u(meta, ts, account_id, hold_id) "
-                  "WHERE h.account_id = u.account_id AND h.hold_id = u.hold_id AND h.meta = ''")
-HOLD_ORIGIN_SQLITE = ("UPDATE ledger_holds SET meta = ?, created_ts = ? "
-                      "WHERE account_id = ? AND hold_id = ? AND meta = ''")
+JOURNAL = Table("ledger_journal", ("partition", "stream_id", "scope", "op", "ts", "entry"),
+                ("partition", "stream_id"))
+TRANSFERS = Table("ledger_transfers", ("account_id", "op_id", "kind", "amount", "posted_after", "ver",
+                                       "hold_id", "note", "reference", "ts"), ("account_id", "op_id"),
+                  plain=False)
+ACCOUNTS = Table("ledger_accounts", ("account_id", "facility_id", "number_e164", "owner", "state", "posted",
+                                     "held", "ver", "updated_ts"),
+                 ("account_id",), ("facility_id", "number_e164", "owner", "state", "posted", "held", "ver",
+                                   "updated_ts"), "ver")
+HOLDS = Table("ledger_holds", ("account_id", "hold_id", "amount", "captured", "status", "expires_at",
+                               "review", "meta", "ver", "created_ts", "updated_ts"),
+              ("account_id", "hold_id"), ("amount", "captured", "status", "expires_at", "review", "ver",
+                                          "updated_ts"), "ver")
 CALL_COLUMNS = ("call_id", "facility_id", "inmate_id", "account_id", "dialled", "number_e164", "call_class",
                 "outcome", "reason", "started_at", "answered_at", "accepted_at", "ended_at", "billed_seconds",
                 "amount", "recorded", "privileged", "jid", "updated_ts")
-CALL_TYPES = {"billed_seconds": "int", "amount": "bigint", "recorded": "boolean", "privileged": "boolean",
-              "updated_ts": "bigint"}
-CALLS = Upsert("call_records", tuple((c, CALL_TYPES.get(c, "text")) for c in CALL_COLUMNS), ("call_id",),
-               CALL_COLUMNS[1:], "jid")
-BLOCKS = Upsert("number_blocks", (("facility_id", "text"), ("number_e164", "text"), ("blocked", "boolean"),
-                                  ("source", "text"), ("jid", "text"), ("updated_ts", "bigint")),
-                ("facility_id", "number_e164"), ("blocked", "source", "jid", "updated_ts"), "jid")
+CALLS = Table("call_records", CALL_COLUMNS, ("call_id",), CALL_COLUMNS[1:], "jid", plain=False)
+BLOCKS = Table("number_blocks", ("facility_id", "number_e164", "blocked", "source", "jid", "updated_ts"),
+               ("facility_id", "number_e164"), ("blocked", "source", "jid", "updated_ts"), "jid")
+# A hold's meta and creation time come from its "hold" entry, which a crashed worker may deliver after a
+# later entry of the same hold (whose row then has meta ''): this fills them in without touching the newer
+# state. Only the upsert path needs it: the COPY path writes holds whose "hold" entry is in the batch.
+HOLD_ORIGIN_PG = ("UPDATE ledger_holds AS h SET meta = s.meta, created_ts = s.created_ts "
+                  "FROM stage_ledger_holds AS s WHERE h.account_id = s.account_id AND h.hold_id = s.hold_id "
+                  "AND h.meta = '' AND s.meta <> ''")
+HOLD_ORIGIN_SQLITE = ("UPDATE ledger_holds SET meta = ?, created_ts = ? "
+                      "WHERE account_id = ? AND hold_id = ? AND meta = ''")
 
 
-def apply_entries(conn: Connection, entries: Iterable[j.Entry], *, keep_journal: bool = True) -> None:
+@dataclass
+class Batch:
+    """A batch of entries reduced to rows: every journal and transfer row, the newest state per account,
+    hold, call and block. `fresh_*` rows were created in this batch, so SQL should not have them yet."""
+    journal: list[Row] = field(default_factory=list)
+    transfers: list[Row] = field(default_factory=list)
+    fresh_accounts: list[Row] = field(default_factory=list)
+    accounts: list[Row] = field(default_factory=list)
+    fresh_holds: list[Row] = field(default_factory=list)
+    holds: list[Row] = field(default_factory=list)
+    calls: list[Row] = field(default_factory=list)
+    blocks: list[Row] = field(default_factory=list)
+
+    @classmethod
+    def collect(cls, entries: Iterable[Raw], keep_journal: bool = True) -> Batch:
+        b = cls()
+        journal, transfers = b.journal, b.transfers
+        account_ops, posting_ops = j.ACCOUNT_OPS, j.POSTING_OPS
+        sep = j.SEP
+        latest_account: dict[str, tuple[int, list[str]]] = {}
+        opened: set[str] = set()
+        latest_hold: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        hold_origin: dict[tuple[str, str], list[str]] = {}
+        latest_call: dict[str, tuple[str, str, str]] = {}
+        latest_block: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+        for p, sid, raw in entries:
+            f = raw.split(sep)
+            op, scope = f[0], f[1]
+            if keep_journal:
+                journal.append((str(p), sid, scope, op, f[3], raw))
+            if op in account_ops:
+                ver = int(f[12])                                        # j.VER
+                prev = latest_account.get(scope)
+                if prev is None or ver > prev[0]:
+                    latest_account[scope] = (ver, f)
+                if op == "open":
+                    opened.add(scope)
+                hold_id = f[15]                                         # j.HOLD_ID
+                if hold_id:
+                    key = (scope, hold_id)
+                    prev = latest_hold.get(key)
+                    if prev is None or ver > prev[0]:
+                        latest_hold[key] = (ver, f)
+                    if op == "hold":
+                        hold_origin[key] = f
+                if op in posting_ops and int(f[13]) != 0:               # j.DP
+                    transfers.append((scope, f[2], op, f[13], f[10], f[12], hold_id or None, f[22],
+                                      f[23] if op == "deposit" else "", f[3]))
+            elif op == "call":
+                jid = j.sortable_id(sid)
+                call_id = f[j.CALL_ID]
+                if call_id not in latest_call or jid > latest_call[call_id][0]:
+                    latest_call[call_id] = (jid, f[j.TS], f[j.CALL_RECORD])
+            elif op == "block":
+                jid = j.sortable_id(sid)
+                key = (f[j.BLOCK_FACILITY], f[j.BLOCK_NUMBER])
+                if key not in latest_block or jid > latest_block[key][0]:
+                    latest_block[key] = (jid, f[j.TS], f[j.BLOCK_FLAG], f[j.BLOCK_SOURCE])
+
+        for scope, (_, f) in latest_account.items():
+            (b.fresh_accounts if scope in opened else b.accounts).append(
+                (scope, f[j.FACILITY], f[j.NUMBER], f[j.OWNER], f[j.STATE], f[j.POSTED], f[j.HELD], f[j.VER],
+                 f[j.TS]))
+        for key, (_, f) in latest_hold.items():
+            origin = hold_origin.get(key)
+            (b.fresh_holds if origin else b.holds).append(
+                (key[0], key[1], f[j.HOLD_AMOUNT], f[j.HOLD_CAPTURED], f[j.HOLD_STATUS], f[j.HOLD_EXPIRES],
+                 f[j.HOLD_REVIEW], origin[j.TEXT2] if origin else "", f[j.VER],
+                 origin[j.TS] if origin else f[j.TS], f[j.TS]))
+        for jid, ts, body in latest_call.values():
+            rec = json.loads(body)
+            b.calls.append((*(rec[c] for c in CALL_COLUMNS[:-2]), jid, ts))
+        b.blocks = [(fac, num, "1" if flag == "1" else "0", source, jid, ts)
+                    for (fac, num), (jid, ts, flag, source) in latest_block.items()]
+        return b
+
+    def merge_fresh(self) -> None:
+        """Treat the fresh rows like any other (they were not new after all)."""
+        self.accounts += self.fresh_accounts
+        self.holds += self.fresh_holds
+        self.fresh_accounts, self.fresh_holds = [], []
+
+
+def apply_entries(conn: Connection, entries: Iterable[Raw], *, keep_journal: bool = True) -> None:
     """Write a batch of journal entries; safe to call again with any of them, in any order.
 
     keep_journal=False skips the ledger_journal audit copy (history and the restoring of idempotency
     records by rebuild need it; balances, transfers, holds, calls and blocks do not)."""
-    journal_rows: list[tuple[Any, ...]] = []
-    transfer_rows: list[tuple[Any, ...]] = []
-    latest_account: dict[str, j.Entry] = {}
-    latest_hold: dict[tuple[str, str], j.Entry] = {}
-    hold_opened: dict[tuple[str, str], j.Entry] = {}
-    latest_call: dict[str, tuple[str, int, str]] = {}
-    latest_block: dict[tuple[str, str], tuple[str, int, str, str]] = {}
+    batch = Batch.collect(entries, keep_journal)
+    if conn.dialect.name == "postgresql":
+        _apply_postgresql(conn, batch)
+    else:
+        _apply_sqlite(conn, batch)
 
-    for e in entries:
-        journal_rows.append((e.partition, e.stream_id, e.scope, e.op, e.ts, e.raw))
-        op = e.op
-        if op in j.ACCOUNT_OPS:
-            prev = latest_account.get(e.scope)
-            if prev is None or e.ver > prev.ver:
-                latest_account[e.scope] = e
-            if e.hold_id:
-                key = (e.scope, e.hold_id)
-                prev = latest_hold.get(key)
-                if prev is None or e.ver > prev.ver:
-                    latest_hold[key] = e
-                if op == "hold":
-                    hold_opened[key] = e
-            if op in j.POSTING_OPS and e.dp != 0:
-                transfer_rows.append((e.scope, e.op_id, op, e.dp, e.posted, e.ver, e.hold_id or None, e.text1,
-                                      e.text2 if op == "deposit" else "", e.ts))
-        elif op == "call":
-            jid = j.sortable_id(e.stream_id)
-            call_id = e.fields[0]
-            if call_id not in latest_call or jid > latest_call[call_id][0]:
-                latest_call[call_id] = (jid, e.ts, e.fields[1])
-        elif op == "block":
-            jid = j.sortable_id(e.stream_id)
-            fac, num, flag, source = e.fields[:4]
-            if (fac, num) not in latest_block or jid > latest_block[(fac, num)][0]:
-                latest_block[(fac, num)] = (jid, e.ts, flag, source)
 
-    if keep_journal:
-        JOURNAL.run(conn, journal_rows)
-    TRANSFERS.run(conn, transfer_rows)
-    ACCOUNTS.run(conn, [(e.scope, e.facility_id, e.number_e164, e.owner, e.state, e.posted, e.held, e.ver,
-                         e.ts) for e in latest_account.values()])
-    hold_rows = []
-    for key, e in latest_hold.items():
-        amount, captured, status, expires, review = e.hold  # type: ignore[misc]
-        opened = hold_opened.get(key)
-        hold_rows.append((e.scope, e.hold_id, amount, captured, status, expires, review,
-                          opened.text2 if opened else "", e.ver, opened.ts if opened else e.ts, e.ts))
-    HOLDS.run(conn, hold_rows)
-    origins = [(e.text2, e.ts, e.scope, e.hold_id) for e in hold_opened.values()]
-    if origins and conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(HOLD_ORIGIN_PG, tuple(list(col) for col in zip(*origins, strict=True)))
-    elif origins:
+def _apply_sqlite(conn: Connection, b: Batch) -> None:
+    b.merge_fresh()
+    for table, rows in ((JOURNAL, b.journal), (TRANSFERS, b.transfers), (ACCOUNTS, b.accounts),
+                        (HOLDS, b.holds), (CALLS, b.calls), (BLOCKS, b.blocks)):
+        if rows:
+            conn.exec_driver_sql(table.upsert("VALUES (" + ", ".join("?" * len(table.columns)) + ")"), rows)
+    origins = [(h[7], h[9], h[0], h[1]) for h in b.holds if h[7]]
+    if origins:
         conn.exec_driver_sql(HOLD_ORIGIN_SQLITE, origins)
-    call_rows = []
-    for jid, ts, body in latest_call.values():
-        rec = json.loads(body)
-        call_rows.append((*(rec[c] for c in CALL_COLUMNS[:-2]), jid, ts))
-    CALLS.run(conn, call_rows)
-    BLOCKS.run(conn, [(fac, num, flag == "1", source, jid, ts)
-                      for (fac, num), (jid, ts, flag, source) in latest_block.items()])
+
+
+def _apply_postgresql(conn: Connection, b: Batch) -> None:
+    from psycopg.errors import UniqueViolation
+
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with conn.begin_nested():
+            for table, rows in ((JOURNAL, b.journal), (TRANSFERS, b.transfers), (ACCOUNTS, b.fresh_accounts),
+                                (HOLDS, b.fresh_holds)):
+                if rows:
+                    with cur.copy(f"COPY {table.name} ({table.names}) FROM STDIN") as copy:
+                        copy.write(_copy_text(rows, table.plain))
+            fresh = True
+    except UniqueViolation:
+        fresh = False                   # some of it was applied before: upsert all of it
+        b.merge_fresh()
+    if not fresh:
+        _staged(cur, JOURNAL, b.journal)
+        _staged(cur, TRANSFERS, b.transfers)
+    _staged(cur, ACCOUNTS, b.accounts)
+    _staged(cur, HOLDS, b.holds, then=HOLD_ORIGIN_PG if not fresh else "")
+    _staged(cur, CALLS, b.calls)
+    _staged(cur, BLOCKS, b.blocks)
+
+
+def _staged(cur: Any, table: Table, rows: Sequence[Row], then: str = "") -> None:
+    """COPY the rows into a session temp table (one stream, parsed by the server), then one
+    INSERT ... SELECT into the real table, in the caller's transaction; `then` runs before the stage
+    is emptied."""
+    if not rows:
+        return
+    stage = f"stage_{table.name}"
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {table.names} FROM {table.name} "
+                "WITH NO DATA")
+    with cur.copy(f"COPY {stage} ({table.names}) FROM STDIN") as copy:
+        copy.write(_copy_text(rows, table.plain))
+    if table.update:
+        cur.execute(table.upsert(f"SELECT {table.names} FROM {stage}"))
+    else:
+        # Insert-only rows: an anti-join is cheaper than ON CONFLICT's speculative insertion. Two
+        # workers racing on the same entry make one transaction fail on the key; its entries stay
+        # unacknowledged and the retry finds them present.
+        match = " AND ".join(f's."{k}" = t."{k}"' for k in table.key)
+        cur.execute(f"INSERT INTO {table.name} ({table.names}) SELECT DISTINCT ON ({', '.join(table.key)}) "
+                    f"{table.names} FROM {stage} s WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM {table.name} t WHERE {match})")
+    if then:
+        cur.execute(then)
+    cur.execute(f"TRUNCATE {stage}")
+
+
+def _copy_text(rows: Sequence[Row], plain: bool) -> str:
+    """Rows in COPY's text format. Free text never holds tabs, newlines or other control characters
+    (validated at the ledger's edge), so escaping backslashes is all that is needed; None is marked with
+    NUL (which text cannot hold either) and turned into \\N after that."""
+    if plain:
+        text = "\n".join(map("\t".join, rows)) + "\n"
+    else:
+        text = "\n".join("\t".join([_text(v) for v in row]) for row in rows) + "\n"
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    return text.replace("\x00", "\\N") if not plain else text
+
+
+def _text(value: Any) -> str:
+    if value.__class__ is str:
+        return value
+    if value is None:
+        return "\x00"
+    return str(value)       # int; bool as True/False, which PostgreSQL's boolean input takes

@@ -20,6 +20,13 @@ ACCOUNT_OPS = frozenset({"open", "deposit", "hold", "capture", "settle", "void",
                          "freeze", "unfreeze", "close"})
 POSTING_OPS = frozenset({"deposit", "capture", "settle", "refund", "adjust"})
 
+# Positions in raw.split(SEP), for readers that skip building an Entry (the sync worker's hot loop).
+OP, SCOPE, OP_ID, TS = 0, 1, 2, 3
+(FACILITY, NUMBER, OWNER, STATE, POSTED, HELD, VER, DP, DH, HOLD_ID, HOLD_AMOUNT, HOLD_CAPTURED, HOLD_STATUS,
+ HOLD_EXPIRES, HOLD_REVIEW, AMOUNT, TEXT1, TEXT2) = range(6, 24)
+CALL_ID, CALL_RECORD = 6, 7
+BLOCK_FACILITY, BLOCK_NUMBER, BLOCK_FLAG, BLOCK_SOURCE = 6, 7, 8, 9
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:

@@ -8,18 +8,19 @@ Applying is idempotent (ledger/apply.py).
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
 import structlog
 
-from ledger import journal as j
-from ledger.apply import apply_entries
+from ledger.apply import Raw, apply_entries
 from ledger.keys import Keys
 from ledger.redisclient import SyncRedis, connect_sync
 from ledger.sql import make_engine, migrate
@@ -65,7 +66,7 @@ class SyncWorker:
                     raise
         self._groups_ready = True
 
-    def _read(self) -> list[j.Entry]:
+    def _read(self) -> list[Raw]:
         if not self._groups_ready:
             self.ensure_groups()
         pipe = self.redis.pipeline(transaction=False)
@@ -89,7 +90,7 @@ class SyncWorker:
                 raise r
         seen: set[tuple[int, str]] = set()
         self._deleted: dict[int, list[str]] = {}
-        entries: list[j.Entry] = []
+        entries: list[Raw] = []
         for p, result in zip(plan, results, strict=True):
             for sid, fields in _messages(result):
                 if (p, sid) in seen:
@@ -98,7 +99,7 @@ class SyncWorker:
                 if not fields or "e" not in fields:     # trimmed while pending, or not ours: just ack
                     self._deleted.setdefault(p, []).append(sid)
                     continue
-                entries.append(j.decode(p, sid, fields["e"]))
+                entries.append((p, sid, fields["e"]))
         self._recover = False
         return entries      # any order will do: applying keeps the newest state per row
 
@@ -108,16 +109,17 @@ class SyncWorker:
 
         Raises on a Redis or SQL failure; then nothing of the batch is acknowledged."""
         try:
-            entries = self._read()
-            if entries:
-                with self.engine.begin() as conn:
-                    apply_entries(conn, entries, keep_journal=self.keep_journal)
+            with _gc_paused():
+                entries = self._read()
+                if entries:
+                    with self.engine.begin() as conn:
+                        apply_entries(conn, entries, keep_journal=self.keep_journal)
         except BaseException:
             self._recover = True
             raise
         acks: dict[int, list[str]] = {p: list(ids) for p, ids in self._deleted.items()}
-        for e in entries:
-            acks.setdefault(e.partition, []).append(e.stream_id)
+        for p, sid, _ in entries:
+            acks.setdefault(p, []).append(sid)
         if acks:
             pipe = self.redis.pipeline(transaction=False)
             for p, ids in acks.items():
@@ -168,6 +170,21 @@ class SyncWorker:
                 log.warning("ledger.sync_failed", error=str(exc)[:300], retry_in=round(backoff, 2))
                 stop.wait(backoff)
                 backoff = min(max_backoff, backoff * 2)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is read and written. A batch is ~10^5 short-lived
+    containers without cycles, kept until its commit; collections triggered by them traverse them (and
+    the whole heap, once they reach the oldest generation) for nothing: ~40% of the worker's CPU."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _messages(result: Any) -> list[tuple[str, dict[str, str] | None]]:
