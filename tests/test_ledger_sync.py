@@ -14,12 +14,13 @@ import sqlalchemy as sa
 from callcontrol.cli import build_parser
 from callcontrol.config import Settings
 from ledger import HoldNotPending
+from ledger.apply import apply_entries
 from ledger.facade import SyncLedger
 from ledger.journal import decode
 from ledger.keys import Keys
 from ledger.reconcile import reconcile, redis_accounts, redis_holds
 from ledger.redisclient import connect_sync
-from ledger.sql import make_engine, migrate
+from ledger.sql import MIGRATIONS, make_engine, migrate
 from ledger.sync import GROUP, SyncWorker
 
 FAC = "FAC-07"
@@ -124,6 +125,93 @@ def test_redelivered_entries_change_nothing(led: SyncLedger, redis_url: str, sql
     assert after == before
     assert rows(sql_url, "select count(*) from ledger_journal") == [(n,)]
     w.close()
+
+
+def journal_entries(redis_url: str) -> list[tuple[int, str, str]]:
+    """Every journal entry as the worker reads it: (partition, stream id, entry)."""
+    r = connect_sync(redis_url)
+    try:
+        return [(p, sid, fields["e"]) for p in range(16) for sid, fields in r.xrange(Keys(p).journal)]
+    finally:
+        r.close()
+
+
+def apply_in_sql(sql_url: str, entries: list[tuple[int, str, str]]) -> None:
+    engine = make_engine(sql_url)
+    try:
+        with engine.begin() as conn:
+            apply_entries(conn, entries)
+    finally:
+        engine.dispose()
+
+
+def test_partly_applied_and_out_of_order_batches_converge(led: SyncLedger, redis_url: str,
+                                                          sql_url: str) -> None:
+    """Batches holding rows SQL already has (PostgreSQL's COPY path meets the key and falls back to
+    upserts), and a hold whose capture and settle were written before the entry that placed it."""
+    migrate(sql_url)
+    a = led.open_account("o1", FAC, "+13125550101", r"Pat \N O'Brien")
+    led.deposit("d1", a, 5_000, source="web\\", reference=r"C:\New\ref")
+    led.hold("h1", a, "call-a", 1_000, lease_seconds=600, meta={"path": r"a\b"})
+    led.capture("c1", a, "call-a", 300)
+    led.settle("s1", a, "call-a", 400)
+    b = led.open_account("o2", FAC, "+13125550102")
+    led.deposit("d2", b, 700)
+    entries = journal_entries(redis_url)
+    placed = next(e for e in entries if decode(*e).op_id == "h1")
+    settled = next(e for e in entries if decode(*e).op_id == "s1")
+    late = [placed, *(e for e in entries if e[2].split("\x1f")[1] == b)]
+    early = [e for e in entries if e not in late]
+
+    apply_in_sql(sql_url, early)                 # the hold's capture and settle, not its placing
+    assert rows(sql_url, "select status, captured, meta, created_ts from ledger_holds") == [
+        ("settled", 400, "", decode(*settled).ts)]
+    apply_in_sql(sql_url, late)                  # new journal rows, but the hold row is there already
+    apply_in_sql(sql_url, entries)               # all of it again
+    apply_in_sql(sql_url, [placed])
+    assert rows(sql_url, "select status, captured, meta, created_ts from ledger_holds") == [
+        ("settled", 400, '{"path":"a\\\\b"}', decode(*placed).ts)]
+    assert rows(sql_url, f"select owner, posted, held from ledger_accounts where account_id = '{a}'") == [
+        (r"Pat \N O'Brien", 4_600, 0)]
+    assert rows(sql_url, f"select kind, amount, hold_id, note, reference from ledger_transfers "
+                         f"order by account_id = '{a}' desc, ver") == [
+        ("deposit", 5_000, None, "web\\", r"C:\New\ref"), ("capture", -300, "call-a", "", ""),
+        ("settle", -100, "call-a", "", ""), ("deposit", 700, None, "", "")]
+    assert sorted(rows(sql_url, "select partition, stream_id, entry from ledger_journal")) == sorted(entries)
+    r = connect_sync(redis_url)
+    assert reconcile(r, make_engine(sql_url), 16) == []
+    r.close()
+
+
+def test_migrations_down_and_up(sql_url: str) -> None:
+    """0002 gives PostgreSQL bytewise identifier keys and room for in-place account updates, and undoes
+    them; SQLite has nothing of the sort and goes through both ways unchanged."""
+    from alembic import command
+    from alembic.config import Config
+
+    postgres = sql_url.startswith("postgresql")
+    keys = ("('ledger_journal', 'stream_id'), ('ledger_transfers', 'op_id'), ('ledger_holds', 'hold_id')")
+
+    def storage() -> list[tuple[object, ...]]:
+        found = rows(sql_url, "select version_num from ledger_alembic_version")
+        if postgres:
+            found += rows(sql_url, "select table_name, collation_name from information_schema.columns "
+                                   f"where (table_name, column_name) in ({keys}) order by table_name")
+            found += rows(sql_url, "select reloptions from pg_class where relname = 'ledger_accounts'")
+        return found
+
+    migrate(sql_url)
+    head = storage()
+    assert head == ([("0002",), ("ledger_holds", "C"), ("ledger_journal", "C"), ("ledger_transfers", "C"),
+                     (["fillfactor=50"],)] if postgres else [("0002",)])
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", sql_url)
+    command.downgrade(cfg, "0001")
+    assert storage() == ([("0001",), ("ledger_holds", None), ("ledger_journal", None),
+                          ("ledger_transfers", None), (None,)] if postgres else [("0001",)])
+    migrate(sql_url)
+    assert storage() == head
 
 
 def test_database_outage_acknowledges_nothing(led: SyncLedger, redis_url: str, sql_url: str,

@@ -15,6 +15,12 @@ from sqlalchemy import (
     Text,
 )
 
+
+def _key(length: int) -> String:
+    """An identifier column: bytewise order on PostgreSQL (migration 0002), plain text elsewhere."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 metadata = MetaData(naming_convention={
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -23,7 +29,7 @@ metadata = MetaData(naming_convention={
 
 accounts = Table(
     "ledger_accounts", metadata,
-    Column("account_id", String(64), primary_key=True),
+    Column("account_id", _key(64), primary_key=True),
     Column("facility_id", String(128), nullable=False),
     Column("number_e164", String(16), nullable=False),
     Column("owner", String(512), nullable=False, default=""),
@@ -33,12 +39,13 @@ accounts = Table(
     Column("ver", BigInteger, nullable=False),          # per-account operation counter (sync guard)
     Column("updated_ts", BigInteger, nullable=False),   # ms since epoch
     Index("ix_ledger_accounts_facility_number", "facility_id", "number_e164"),
+    postgresql_with={"fillfactor": 50},                 # room for in-place (HOT) updates: migration 0002
 )
 
 transfers = Table(
     "ledger_transfers", metadata,
-    Column("account_id", String(64), primary_key=True),
-    Column("op_id", String(160), primary_key=True),       # one posting per operation (idempotent sync)
+    Column("account_id", _key(64), primary_key=True),
+    Column("op_id", _key(160), primary_key=True),       # one posting per operation (idempotent sync)
     Column("kind", String(16), nullable=False),         # deposit capture settle refund adjust
     Column("amount", BigInteger, nullable=False),       # signed cents: + into the account, - out of it
     Column("posted_after", BigInteger, nullable=False),
@@ -51,8 +58,8 @@ transfers = Table(
 
 holds = Table(
     "ledger_holds", metadata,
-    Column("account_id", String(64), primary_key=True),
-    Column("hold_id", String(128), primary_key=True),
+    Column("account_id", _key(64), primary_key=True),
+    Column("hold_id", _key(128), primary_key=True),
     Column("amount", BigInteger, nullable=False),
     Column("captured", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),       # pending settled voided expired
@@ -102,8 +109,8 @@ number_blocks = Table(
 journal = Table(
     "ledger_journal", metadata,
     Column("partition", Integer, primary_key=True),
-    Column("stream_id", String(32), primary_key=True),   # a redelivered entry is the same row
-    Column("scope", String(300), nullable=False),
+    Column("stream_id", _key(32), primary_key=True),     # a redelivered entry is the same row
+    Column("scope", _key(300), nullable=False),
     Column("op", String(16), nullable=False),
     Column("ts", BigInteger, nullable=False),
     Column("entry", Text, nullable=False),              # the whole entry (ledger.journal.decode reads it)
