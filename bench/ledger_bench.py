@@ -4,6 +4,8 @@
 (c) hold -> capture -> settle cycles/s at concurrency 1, 16 and 256, all against a local embedded
 redis-server with AOF on; (d) journal -> SQL entries/s into SQLite and PostgreSQL. Ratios are against
 the baseline measured in the same run, so they mean something on any box.
+
+LEDGER_BENCH_ONLY=sync runs (d) alone, on a journal of the same mix written without timing it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ledger import Ledger
 CONCURRENCY = (1, 16, 256)
 ACCOUNTS = 10_000         # calls spread over many accounts, as in a real facility
 DURATION = float(os.environ.get("LEDGER_BENCH_SECONDS", "3"))   # per measurement
+ONLY = os.environ.get("LEDGER_BENCH_ONLY", "")                  # "sync": (d) alone
 _ids = itertools.count()
 
 
@@ -86,15 +89,89 @@ async def ledger_figures(url: str) -> dict[str, float]:
     return out
 
 
-def sync_rate(redis_url: str, sql_url: str, group: str, keep_journal: bool = True) -> tuple[int, float]:
+async def fill_journal(url: str, holds: int = 76_000, cycles: int = 24_000) -> None:
+    """The journal a full run leaves for (d): opens and deposits on every account, then holds, then
+    hold -> capture -> settle cycles (about the counts (b) and (c) reach here), 256 at a time."""
+    led = await Ledger.connect(url)
+    accounts = await asyncio.gather(*(led.open_account(f"bench-o{i}", "BENCH", f"+1415{i:07d}")
+                                      for i in range(ACCOUNTS)))
+    await asyncio.gather(*(led.deposit(f"bench-d{i}", a, 100_000) for i, a in enumerate(accounts)))
+    ids = itertools.count()
+
+    async def holder() -> None:
+        while (n := next(ids)) < holds:
+            await led.hold(f"bh{n}", accounts[n % ACCOUNTS], f"h{n}", 1, lease_seconds=3_600)
+
+    async def cycler() -> None:
+        while (n := next(ids)) < holds + cycles:
+            a = accounts[n % ACCOUNTS]
+            await led.hold(f"ch{n}", a, f"c{n}", 300, lease_seconds=3_600)
+            await led.capture(f"cc{n}", a, f"c{n}", 100)
+            await led.settle(f"cs{n}", a, f"c{n}", 150)
+
+    await asyncio.gather(*(holder() for _ in range(256)))
+    await asyncio.gather(*(cycler() for _ in range(256)))
+    await led.close()
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and all its descendants (runuser -> postmaster -> backends)."""
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        parent[child] = int(fields[1])
+        cpu[child] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p, seconds in cpu.items():
+        q = p
+        while q > 1 and q != pid:
+            q = parent.get(q, 0)
+        if q == pid:
+            total += seconds
+    return total
+
+
+def sync_rate(redis_url: str, sql_url: str, group: str, keep_journal: bool = True,
+              server_pid: int = 0) -> tuple[int, float, float, float]:
+    """Drains the whole journal into `sql_url`: entries, entries/s, and CPU us per entry of this process
+    and of the database server (`server_pid` and its children; 0 without one)."""
     from ledger.sync import SyncWorker
 
     worker = SyncWorker(redis_url, sql_url, group=group, trim=False, batch=2_000, keep_journal=keep_journal)
-    start = time.perf_counter()
+    server0 = tree_cpu(server_pid) if server_pid else 0.0
+    cpu0, start = time.process_time(), time.perf_counter()
     n = worker.drain()
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    server = tree_cpu(server_pid) - server0 if server_pid else 0.0
     worker.close()
-    return n, n / elapsed
+    return n, n / elapsed, cpu * 1e6 / n, server * 1e6 / n
+
+
+def sync_figures(redis_url: str, tmp: Path) -> None:
+    from tests.support.servers import PostgresServer
+
+    n, rate, cpu, _ = sync_rate(redis_url, f"sqlite:///{tmp / 'bench.sqlite3'}", "bench-sqlite")
+    print(f"(d) journal -> SQLite:     {rate:>10,.0f} entries/s ({n:,} entries; "
+          f"CPU us/entry: worker {cpu:.1f})")
+    pg = PostgresServer().start()
+    try:
+        pid = pg.proc.pid  # type: ignore[union-attr]
+        n, rate, cpu, server = sync_rate(redis_url, pg.create_database("ledger_bench"), "bench-pg",
+                                         server_pid=pid)
+        _, lean, lean_cpu, lean_server = sync_rate(redis_url, pg.create_database("ledger_bench_lean"),
+                                                   "bench-pg-lean", keep_journal=False, server_pid=pid)
+    finally:
+        pg.stop()
+    print(f"(d) journal -> PostgreSQL: {rate:>10,.0f} entries/s ({n:,} entries; target >= 20,000; "
+          f"CPU us/entry: worker {cpu:.1f}, postgres {server:.1f})")
+    print(f"    without the ledger_journal audit copy: {lean:,.0f} entries/s "
+          f"(CPU us/entry: worker {lean_cpu:.1f}, postgres {lean_server:.1f})")
 
 
 def main() -> None:
@@ -109,6 +186,10 @@ def main() -> None:
             EmbeddedRedis(Path(tmp) / "redis") as server:
         global REDIS_PID
         REDIS_PID = server.proc.pid  # type: ignore[union-attr]
+        if ONLY == "sync":
+            asyncio.run(fill_journal(server.url))
+            sync_figures(server.url, Path(tmp))
+            return
         figures = asyncio.run(ledger_figures(server.url))
         print(f"ledger client stack: auto-pipelined RESP over a unix socket, hiredis parser, {loop_name}; "
               f"embedded redis-server with AOF (appendfsync everysec); {DURATION:.0f} s per figure")
@@ -126,20 +207,7 @@ def main() -> None:
         for kind in ("noop", "hold", "cycle"):
             r_us, c_us = CPU[f"{kind}@256"]
             print(f"  {kind:>5}: {r_us:6.1f} us / {c_us:6.1f} us  -> {1e6 / max(r_us, c_us):>9,.0f}/s")
-
-        from tests.support.servers import PostgresServer
-
-        n, sqlite_rate = sync_rate(server.url, f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", "bench-sqlite")
-        print(f"(d) journal -> SQLite:     {sqlite_rate:>10,.0f} entries/s ({n:,} entries)")
-        pg = PostgresServer().start()
-        try:
-            n, pg_rate = sync_rate(server.url, pg.create_database("ledger_bench"), "bench-pg")
-            _, lean_rate = sync_rate(server.url, pg.create_database("ledger_bench_lean"), "bench-pg-lean",
-                                     keep_journal=False)
-        finally:
-            pg.stop()
-        print(f"(d) journal -> PostgreSQL: {pg_rate:>10,.0f} entries/s ({n:,} entries; target >= 20,000)")
-        print(f"    without the ledger_journal audit copy: {lean_rate:,.0f} entries/s")
+        sync_figures(server.url, Path(tmp))
 
 
 if __name__ == "__main__":
