@@ -203,14 +203,19 @@ class Transport:
             self._watchdog = loop.call_later(min(1.0, self.timeout / 4), self._check)
 
     def _check(self) -> None:
-        self._watchdog = None
         loop = asyncio.get_running_loop()
         now = loop.time()
+        # Past this check's due time the loop was busy (a GC pause, thousands of calls ending at once):
+        # replies Redis sent meanwhile are still unread, so that time is not counted as its silence.
+        late = max(0.0, now - self._watchdog.when()) if self._watchdog is not None else 0.0
+        self._watchdog = None
         for node in [self.seed, *self.nodes.values()]:
             proto = node.proto
+            if proto is None or proto.closed:
+                continue
+            proto.last_progress = min(now, proto.last_progress + late)
             # Only sent requests count: one still queued behind a busy loop is not Redis being late.
-            if proto is not None and not proto.closed and len(proto.pending) > len(proto.out) and \
-                    now - proto.last_progress > self.timeout:
+            if len(proto.pending) > len(proto.out) and now - proto.last_progress > self.timeout:
                 proto.abort(f"no reply from Redis within {self.timeout}s")
         self.start_watchdog()
 
