@@ -13,8 +13,10 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -30,13 +32,21 @@ log = structlog.get_logger()
 GROUP = "sql-sync"
 
 
+@dataclass
+class Fetched:
+    """One read: entries to apply, and ids to acknowledge without applying (trimmed meanwhile)."""
+    entries: list[Raw] = field(default_factory=list)
+    acks: dict[int, list[str]] = field(default_factory=dict)
+    more_own: bool = False      # a read of our own pending entries came back full: there may be more
+
+
 class SyncWorker:
     """Moves journal entries into SQL. Several workers may run at once (one consumer group)."""
 
     def __init__(self, redis_url: str, sql_url: str, *, partitions: int = 16, batch: int = 1000,
                  consumer: str | None = None, group: str = GROUP, claim_idle_ms: int = 30_000,
                  trim: bool = True, cluster: bool | None = None, run_migrations: bool = True,
-                 keep_journal: bool = True) -> None:
+                 keep_journal: bool = True, read_ahead: bool = True) -> None:
         self.partitions = partitions
         self.batch = batch
         self.group = group
@@ -44,6 +54,7 @@ class SyncWorker:
         self.claim_idle_ms = claim_idle_ms
         self.trim = trim
         self.keep_journal = keep_journal
+        self.read_ahead = read_ahead
         self.redis: SyncRedis = connect_sync(redis_url, cluster)
         if run_migrations:
             migrate(sql_url)
@@ -51,8 +62,13 @@ class SyncWorker:
         self._keys = [Keys(p) for p in range(partitions)]
         self._recover = False      # our own delivered-but-unacknowledged entries need another go
         self._groups_ready = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: Future[Fetched] | None = None     # the next batch, read while one is written
 
     def close(self) -> None:
+        self._drop_ahead()
+        if self._pool is not None:
+            self._pool.shutdown()
         self.engine.dispose()
         self.redis.close()
 
@@ -66,59 +82,76 @@ class SyncWorker:
                     raise
         self._groups_ready = True
 
-    def _read(self) -> list[Raw]:
+    def _read(self, recover: bool = False, in_flight: Sequence[Raw] = ()) -> Fetched:
+        """Up to `batch` entries per partition from each source: our own unacknowledged ones (when
+        recovering), those other consumers left idle (XAUTOCLAIM) and new ones. `in_flight` is the batch
+        being written meanwhile: XAUTOCLAIM may hand its entries back to us, and they are not read twice."""
         if not self._groups_ready:
             self.ensure_groups()
         pipe = self.redis.pipeline(transaction=False)
-        plan: list[int] = []
+        plan: list[tuple[int, str]] = []
         for p, keys in enumerate(self._keys):
-            if self._recover:
+            if recover:
                 pipe.xreadgroup(self.group, self.consumer, {keys.journal: "0"}, count=self.batch)
-                plan.append(p)
+                plan.append((p, "0"))
             pipe.xautoclaim(keys.journal, self.group, self.consumer, self.claim_idle_ms, "0-0",
                             count=self.batch)
-            plan.append(p)
+            plan.append((p, "claim"))
             pipe.xreadgroup(self.group, self.consumer, {keys.journal: ">"}, count=self.batch)
-            plan.append(p)
+            plan.append((p, ">"))
         results = pipe.execute(raise_on_error=False)
         if any(isinstance(r, redis.ResponseError) and "NOGROUP" in str(r) for r in results):
             self._groups_ready = False      # the stream was lost (Redis rebuilt or flushed): recreate
             self.ensure_groups()
-            return self._read()
+            return self._read(recover, in_flight)
         for r in results:
             if isinstance(r, Exception):
                 raise r
         seen: set[tuple[int, str]] = set()
-        self._deleted: dict[int, list[str]] = {}
-        entries: list[Raw] = []
-        for p, result in zip(plan, results, strict=True):
-            for sid, fields in _messages(result):
+        got = Fetched()
+        for (p, source), result in zip(plan, results, strict=True):
+            messages = _messages(result)
+            if source == "0" and len(messages) >= self.batch:
+                got.more_own = True
+            elif source == "claim" and messages and in_flight:
+                seen.update((q, sid) for q, sid, _ in in_flight)
+                in_flight = ()
+            for sid, fields in messages:
                 if (p, sid) in seen:
                     continue
                 seen.add((p, sid))
                 if not fields or "e" not in fields:     # trimmed while pending, or not ours: just ack
-                    self._deleted.setdefault(p, []).append(sid)
+                    got.acks.setdefault(p, []).append(sid)
                     continue
-                entries.append((p, sid, fields["e"]))
-        self._recover = False
-        return entries      # any order will do: applying keeps the newest state per row
+                got.entries.append((p, sid, fields["e"]))
+        return got      # any order will do: applying keeps the newest state per row
 
     # --- one round ----------------------------------------------------------------------------------
-    def run_once(self) -> int:
+    def run_once(self, *, read_ahead: bool | None = None) -> int:
         """Apply what is waiting (up to `batch` per partition and source); returns entries applied.
 
-        Raises on a Redis or SQL failure; then nothing of the batch is acknowledged."""
+        While a batch is written, the next one is read (`read_ahead`, by default as constructed): reading
+        and decoding in Python overlap the database's work. Raises on a Redis or SQL failure; then nothing
+        of the batch is acknowledged, and entries read ahead are read again as our own pending ones."""
+        ahead = self.read_ahead if read_ahead is None else read_ahead
         try:
             with _gc_paused():
-                entries = self._read()
-                if entries:
+                if self._ahead is not None:
+                    got, self._ahead = self._ahead.result(), None
+                else:
+                    got = self._read(self._recover)
+                    self._recover = got.more_own
+                if got.entries:
+                    if ahead and not self._recover:
+                        self._ahead = self._reader().submit(self._read, False, got.entries)
                     with self.engine.begin() as conn:
-                        apply_entries(conn, entries, keep_journal=self.keep_journal)
+                        apply_entries(conn, got.entries, keep_journal=self.keep_journal)
         except BaseException:
+            self._drop_ahead()
             self._recover = True
             raise
-        acks: dict[int, list[str]] = {p: list(ids) for p, ids in self._deleted.items()}
-        for p, sid, _ in entries:
+        acks = got.acks
+        for p, sid, _ in got.entries:
             acks.setdefault(p, []).append(sid)
         if acks:
             pipe = self.redis.pipeline(transaction=False)
@@ -127,7 +160,20 @@ class SyncWorker:
             pipe.execute()
             if self.trim:
                 self._trim(acks)
-        return len(entries)
+        return len(got.entries)
+
+    def _reader(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ledger-sync-read")
+        return self._pool
+
+    def _drop_ahead(self) -> None:
+        """Forget a batch read ahead (after letting the read finish): it stays pending for this consumer
+        until recovered (or reclaimed by another worker, should this one stop)."""
+        if self._ahead is not None:
+            with suppress(Exception):
+                self._ahead.result()
+            self._ahead = None
 
     def _trim(self, partitions: Iterable[int]) -> None:
         """Drop journal entries every consumer has acknowledged (SQL holds them now)."""
@@ -155,7 +201,11 @@ class SyncWorker:
             total += n
             if n == 0:
                 break
-        return total
+        return total + self._finish()
+
+    def _finish(self) -> int:
+        """Write a batch still read ahead, so that stopping leaves nothing pending behind."""
+        return self.run_once(read_ahead=False) if self._ahead is not None else 0
 
     def run_forever(self, stop: threading.Event, *, idle_sleep: float = 0.1,
                     max_backoff: float = 5.0) -> None:
@@ -170,6 +220,8 @@ class SyncWorker:
                 log.warning("ledger.sync_failed", error=str(exc)[:300], retry_in=round(backoff, 2))
                 stop.wait(backoff)
                 backoff = min(max_backoff, backoff * 2)
+        with suppress(Exception):       # a failure here leaves them pending, as anywhere else
+            self._finish()
 
 
 @contextmanager

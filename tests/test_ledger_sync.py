@@ -235,6 +235,61 @@ def test_database_outage_acknowledges_nothing(led: SyncLedger, redis_url: str, s
     w.close()
 
 
+def journal_size(r: redis.Redis) -> int:
+    return sum(r.xlen(Keys(p).journal) for p in range(16))
+
+
+def pending_per_partition(r: redis.Redis) -> list[int]:
+    return [r.xpending(Keys(p).journal, GROUP)["pending"] for p in range(16)]
+
+
+def test_outage_while_reading_ahead_repeats_and_loses_nothing(led: SyncLedger, redis_url: str,
+                                                               sql_url: str) -> None:
+    """The next batch is read while one is written. A database outage then leaves more than a batch of
+    our own entries pending in a partition; all of them come back at once (no waiting for XAUTOCLAIM)
+    and every entry is applied and counted once."""
+    migrate(sql_url)
+    busy_ledger(led, 8)
+    r = connect_sync(redis_url)
+    total = journal_size(r)
+    w = SyncWorker(redis_url, sql_url, batch=2, claim_idle_ms=600_000, run_migrations=False)
+    first = w.run_once()
+    assert 0 < first < total
+    working = w.engine
+    w.engine = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(sa.exc.OperationalError):
+        w.run_once()
+    assert max(pending_per_partition(r)) > 2                         # the failed batch and the next one
+    w.engine.dispose()
+    w.engine = working
+    assert first + w.drain() == total
+    assert pending_per_partition(r) == [0] * 16
+    assert rows(sql_url, "select count(*) from ledger_journal") == [(total,)]
+    assert reconcile(r, w.engine, 16) == []
+    w.close()
+    r.close()
+
+
+def test_dead_consumers_entries_are_reclaimed_once_while_reading_ahead(led: SyncLedger, redis_url: str,
+                                                                       sql_url: str) -> None:
+    """A consumer that read entries and died: XAUTOCLAIM hands them over. Reclaiming at once (idle 0)
+    also hands back the batch being written while the next is read ahead; it is not taken twice."""
+    busy_ledger(led, 8)
+    r = connect_sync(redis_url)
+    total = journal_size(r)
+    for p in range(16):
+        r.xgroup_create(Keys(p).journal, GROUP, id="0", mkstream=True)
+        r.xreadgroup(GROUP, "dead", {Keys(p).journal: ">"}, count=3)
+    assert sum(pending_per_partition(r)) > 0
+    w = SyncWorker(redis_url, sql_url, batch=2, claim_idle_ms=0, trim=False)
+    assert w.drain() == total
+    assert pending_per_partition(r) == [0] * 16
+    assert rows(sql_url, "select count(*) from ledger_journal") == [(total,)]
+    assert reconcile(r, w.engine, 16) == []
+    w.close()
+    r.close()
+
+
 def test_reaper_voids_expired_holds_and_flags_them(led: SyncLedger, worker: SyncWorker, sql_url: str,
                                                    redis_url: str) -> None:
     a = led.open_account("o1", FAC, "+13125550111")
