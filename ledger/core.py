@@ -6,13 +6,13 @@ import asyncio
 import hashlib
 import json
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger import validate as v
 from ledger.errors import BadInput, LedgerInternal, UnknownAccount, error_from_code
 from ledger.keys import Keys, account_id_for, block_scope, call_scope, key_slot, partition_of
 from ledger.scripts import SCRIPTS
-from ledger.transport import Transport, open_transport
+from ledger.transport import Transport, bulk, open_transport
 from ledger.types import Balance, HoldState
 
 DEFAULT_IDEMPOTENCY_TTL = 7 * 86400  # replay window; documented in docs/ledger.md
@@ -43,6 +43,17 @@ def parse_hold(account_id: str, hold_id: str, res: str) -> HoldState:
                      json.loads(meta))
 
 
+class _Account(NamedTuple):
+    """What an operation needs to know about an account id, computed once per id (see Ledger._acct)."""
+
+    slot: int
+    head: bytes       # "2", the account's hash, the journal, scope, TTL (Ledger._head: 5 bulk strings)
+    hold_head: bytes  # "3", the same keys and the hold queue, scope, TTL (6 bulk strings)
+
+
+ACCOUNT_CACHE = 100_000   # account ids remembered by one Ledger; the cache restarts empty when full
+
+
 class Ledger:
     """One instance is shared by every call of a process; operations are coroutine-safe."""
 
@@ -56,6 +67,7 @@ class Ledger:
         self._ttl = str(int(idempotency_ttl))
         self._keys = [Keys(p) for p in range(partitions)]
         self._slots = [key_slot(k.journal) for k in self._keys]
+        self._accounts: dict[str, _Account] = {}
 
     @classmethod
     async def connect(cls, url: str, *, partitions: int = 16, max_amount: int = 100_000,
@@ -71,15 +83,19 @@ class Ledger:
     def _partition(self, name: str) -> int:
         return partition_of(name, self.partitions)
 
-    async def _run(self, name: str, part: int, scope: str, op_id: str, fp_parts: tuple[str, ...],
-                   op_keys: list[str], args: list[str], now: float | None = None) -> str:
-        keys = self._keys[part]
+    def _head(self, keys: tuple[str, ...], scope: str) -> bytes:
+        """The leading len(keys) + 3 arguments of a script: numkeys, keys (the first holds the idempotency
+        record, the second is the journal), ARGV[1] scope and ARGV[2] TTL (see ledger/lua/_prelude.lua),
+        as RESP bulk strings: an account keeps its heads, so most of a command is packed once."""
+        return bulk(str(len(keys)), *keys, scope, self._ttl)
+
+    async def _run(self, name: str, slot: int, head: bytes, nhead: int, scope: str, op_id: str,
+                   fp_parts: tuple[str, ...], args: tuple[str, ...], now: float | None = None) -> str:
         now_ms = str(int((time.time() if now is None else now) * 1000))
-        reply = await self._t.script(
-            SCRIPTS[name], self._slots[part],
-            [keys.op(scope, op_id), keys.journal, *op_keys],
-            [op_id, fingerprint(name, scope, *fp_parts), now_ms, self._ttl, scope, *args])
-        if isinstance(reply, str) and reply:
+        fp = fingerprint(name, scope, *fp_parts)
+        body = head + bulk(op_id, fp, now_ms, *args)
+        reply = await self._t.run(SCRIPTS[name], slot, nhead + 3 + len(args), body)
+        if type(reply) is str and reply:
             if reply[0] == "=":
                 return reply[1:]
             if reply[0] == "!":
@@ -87,11 +103,27 @@ class Ledger:
                 raise error_from_code(code, message)
         raise LedgerInternal(f"unexpected reply from {name} script: {reply!r:.200}")
 
-    def _account(self, op_id: str, account_id: str) -> tuple[int, Keys]:
+    def _acct(self, op_id: str, account_id: str) -> _Account:
+        """Checks both ids; an account id's partition, slot and key names are computed once per Ledger."""
         v.check_id(op_id, "operation id")
-        v.check_id(account_id, "account id")
-        part = self._partition(account_id)
-        return part, self._keys[part]
+        acct = self._accounts.get(account_id) if type(account_id) is str else None
+        if acct is None:
+            v.check_id(account_id, "account id")
+            part = partition_of(account_id, self.partitions)
+            keys = self._keys[part]
+            if len(self._accounts) >= ACCOUNT_CACHE:
+                self._accounts.clear()
+            key = keys.account(account_id)
+            acct = self._accounts[account_id] = _Account(
+                self._slots[part], self._head((key, keys.journal), account_id),
+                self._head((key, keys.journal, keys.hexp), account_id))
+        return acct
+
+    async def _account_op(self, name: str, a: _Account, op_id: str, account_id: str,
+                          fp_parts: tuple[str, ...], args: tuple[str, ...]) -> Balance:
+        """An operation on the account alone that replies with its balance."""
+        res = await self._run(name, a.slot, a.head, 5, account_id, op_id, fp_parts, args)
+        return parse_balance(account_id, res)
 
     # --- accounts -------------------------------------------------------------------------------
     async def open_account(self, op_id: str, facility_id: str, number_e164: str, owner: str = "") -> str:
@@ -100,10 +132,11 @@ class Ledger:
         v.check_e164(number_e164)
         v.check_text(owner, "owner")
         account_id = account_id_for(facility_id, number_e164)
-        part = self._partition(account_id)
-        keys = self._keys[part]
-        await self._run("open", part, account_id, op_id, (facility_id, number_e164, owner),
-                        [keys.account(account_id), keys.accts], [facility_id, number_e164, owner])
+        a = self._acct(op_id, account_id)
+        keys = self._keys[self._partition(account_id)]
+        head = self._head((keys.account(account_id), keys.journal, keys.accts), account_id)
+        await self._run("open", a.slot, head, 6, account_id, op_id,
+                        (facility_id, number_e164, owner), (facility_id, number_e164, owner))
         return account_id
 
     async def find_account(self, facility_id: str, number_e164: str) -> str | None:
@@ -125,84 +158,74 @@ class Ledger:
 
     async def deposit(self, op_id: str, account_id: str, amount: int, *, source: str = "",
                       reference: str = "") -> Balance:
-        part, keys = self._account(op_id, account_id)
-        amount = v.check_amount(amount, self.max_amount)
+        a = self._acct(op_id, account_id)
+        amt = str(v.check_amount(amount, self.max_amount))
         v.check_text(source, "source")
         v.check_text(reference, "reference")
-        res = await self._run("deposit", part, account_id, op_id, (str(amount), source, reference),
-                              [keys.account(account_id)], [str(amount), source, reference])
-        return parse_balance(account_id, res)
+        return await self._account_op("deposit", a, op_id, account_id, (amt, source, reference),
+                                      (amt, source, reference))
 
     async def refund(self, op_id: str, account_id: str, amount: int, *, reason: str = "") -> Balance:
-        part, keys = self._account(op_id, account_id)
-        amount = v.check_amount(amount, self.max_amount)
+        a = self._acct(op_id, account_id)
+        amt = str(v.check_amount(amount, self.max_amount))
         v.check_text(reason, "reason")
-        res = await self._run("refund", part, account_id, op_id, (str(amount), reason),
-                              [keys.account(account_id)], [str(amount), reason])
-        return parse_balance(account_id, res)
+        return await self._account_op("refund", a, op_id, account_id, (amt, reason), (amt, reason))
 
     async def adjust(self, op_id: str, account_id: str, delta: int, *, reason: str) -> Balance:
-        part, keys = self._account(op_id, account_id)
-        delta = v.check_delta(delta, self.max_amount)
+        a = self._acct(op_id, account_id)
+        d = str(v.check_delta(delta, self.max_amount))
         v.check_text(reason, "reason", required=True)
-        res = await self._run("adjust", part, account_id, op_id, (str(delta), reason),
-                              [keys.account(account_id)], [str(delta), reason])
-        return parse_balance(account_id, res)
+        return await self._account_op("adjust", a, op_id, account_id, (d, reason), (d, reason))
 
     async def freeze(self, op_id: str, account_id: str, *, reason: str = "") -> Balance:
-        part, keys = self._account(op_id, account_id)
+        a = self._acct(op_id, account_id)
         v.check_text(reason, "reason")
-        res = await self._run("freeze", part, account_id, op_id, (reason,), [keys.account(account_id)],
-                              [reason])
-        return parse_balance(account_id, res)
+        return await self._account_op("freeze", a, op_id, account_id, (reason,), (reason,))
 
     async def unfreeze(self, op_id: str, account_id: str) -> Balance:
-        part, keys = self._account(op_id, account_id)
-        res = await self._run("unfreeze", part, account_id, op_id, (), [keys.account(account_id)], [])
-        return parse_balance(account_id, res)
+        return await self._account_op("unfreeze", self._acct(op_id, account_id), op_id, account_id, (), ())
 
     async def close_account(self, op_id: str, account_id: str, *, reason: str = "") -> Balance:
-        part, keys = self._account(op_id, account_id)
+        a = self._acct(op_id, account_id)
         v.check_text(reason, "reason")
-        res = await self._run("close", part, account_id, op_id, (reason,), [keys.account(account_id)],
-                              [reason])
-        return parse_balance(account_id, res)
+        return await self._account_op("close", a, op_id, account_id, (reason,), (reason,))
 
     # --- holds ----------------------------------------------------------------------------------
     async def hold(self, op_id: str, account_id: str, hold_id: str, amount: int, *, lease_seconds: int,
                    meta: dict[str, str] | None = None) -> Balance:
-        part, keys = self._account(op_id, account_id)
+        a = self._acct(op_id, account_id)
         v.check_id(hold_id, "hold id")
-        amount = v.check_amount(amount, self.max_amount)
+        amt = str(v.check_amount(amount, self.max_amount))
         lease = v.check_lease(lease_seconds)
         meta_s = v.meta_json(meta)
-        expires = f"{time.time() + lease:.3f}"
-        res = await self._run("hold", part, account_id, op_id, (hold_id, str(amount), str(lease), meta_s),
-                              [keys.account(account_id), keys.hexp], [hold_id, str(amount), expires, meta_s])
+        now = time.time()
+        expires = f"{now + lease:.3f}"
+        res = await self._run("hold", a.slot, a.hold_head, 6, account_id, op_id,
+                              (hold_id, amt, str(lease), meta_s), (hold_id, amt, expires, meta_s), now)
         return parse_balance(account_id, res)
 
     async def capture(self, op_id: str, account_id: str, hold_id: str, amount: int) -> HoldState:
-        part, keys = self._account(op_id, account_id)
+        a = self._acct(op_id, account_id)
         v.check_id(hold_id, "hold id")
-        amount = v.check_amount(amount, self.max_amount)
-        res = await self._run("capture", part, account_id, op_id, (hold_id, str(amount)),
-                              [keys.account(account_id)], [hold_id, str(amount)])
+        amt = str(v.check_amount(amount, self.max_amount))
+        res = await self._run("capture", a.slot, a.head, 5, account_id, op_id, (hold_id, amt),
+                              (hold_id, amt))
         return parse_hold(account_id, hold_id, res)
 
     async def settle(self, op_id: str, account_id: str, hold_id: str, total: int) -> HoldState:
-        part, keys = self._account(op_id, account_id)
+        a = self._acct(op_id, account_id)
         v.check_id(hold_id, "hold id")
-        total = v.check_total(total, self.max_amount)
-        res = await self._run("settle", part, account_id, op_id, (hold_id, str(total)),
-                              [keys.account(account_id)], [hold_id, str(total)])
+        tot = str(v.check_total(total, self.max_amount))
+        res = await self._run("settle", a.slot, a.head, 5, account_id, op_id, (hold_id, tot),
+                              (hold_id, tot))
         return parse_hold(account_id, hold_id, res)
 
     async def void(self, op_id: str, account_id: str, hold_id: str, *, reason: str = "") -> HoldState:
-        part, keys = self._account(op_id, account_id)
+        a = self._acct(op_id, account_id)
         v.check_id(hold_id, "hold id")
         v.check_text(reason, "reason")
-        res = await self._run("void", part, account_id, op_id, (hold_id, reason),
-                              [keys.account(account_id)], [hold_id, reason])
+        res = await self._run("void", a.slot, a.head, 5, account_id, op_id, (hold_id, reason),
+                              (hold_id, reason))
         return parse_hold(account_id, hold_id, res)
 
     async def hold_info(self, account_id: str, hold_id: str) -> HoldState | None:
@@ -231,8 +254,9 @@ class Ledger:
 
     async def _expire(self, part: int, keys: Keys, member: str, now: float) -> HoldState | None:
         account_id, _, hold_id = member.partition("|")
-        res = await self._run("expire", part, account_id, f"!expire:{hold_id}", (hold_id,),
-                              [keys.account(account_id), keys.hexp], [hold_id], now=now)
+        head = self._head((keys.account(account_id), keys.journal, keys.hexp), account_id)
+        res = await self._run("expire", self._slots[part], head, 6, account_id, f"!expire:{hold_id}",
+                              (hold_id,), (hold_id,), now=now)
         return None if res == "-" else parse_hold(account_id, hold_id, res)
 
     # --- call records and number blocks -----------------------------------------------------------
@@ -242,7 +266,10 @@ class Ledger:
         call_id = str(rec["call_id"])
         body = json.dumps(rec, sort_keys=True, separators=(",", ":"))
         part = self._partition(call_id)
-        await self._run("call", part, call_scope(call_id), op_id, (body,), [], [body, call_id])
+        scope = call_scope(call_id)
+        keys = self._keys[part]
+        head = self._head((keys.op(scope, op_id), keys.journal), scope)
+        await self._run("call", self._slots[part], head, 5, scope, op_id, (body,), (body, call_id))
 
     async def set_block(self, op_id: str, facility_id: str, number_e164: str, blocked: bool, *,
                         source: str = "") -> None:
@@ -254,9 +281,11 @@ class Ledger:
         v.check_text(source, "source")
         part = self._partition(account_id_for(facility_id, number_e164))
         flag = "1" if blocked else "0"
-        await self._run("block", part, block_scope(facility_id, number_e164), op_id, (flag, source),
-                        [self._keys[part].block(facility_id, number_e164)],
-                        [facility_id, number_e164, flag, source])
+        scope = block_scope(facility_id, number_e164)
+        keys = self._keys[part]
+        head = self._head((keys.op(scope, op_id), keys.journal, keys.block(facility_id, number_e164)), scope)
+        await self._run("block", self._slots[part], head, 6, scope, op_id, (flag, source),
+                        (facility_id, number_e164, flag, source))
 
     async def is_blocked(self, facility_id: str, number_e164: str) -> bool:
         v.check_id(facility_id, "facility id")
@@ -270,5 +299,5 @@ class Ledger:
     async def _noop(self, part: int = 0) -> str:
         keys = self._keys[part]
         return await self._t.script(SCRIPTS["noop"], self._slots[part],
-                                    [keys.op("bench", "noop"), keys.journal],
-                                    ["noop", "0" * 32, "0", self._ttl, "bench"])
+                                    (keys.op("bench", "noop"), keys.journal),
+                                    ("noop", "0" * 32, "0", self._ttl, "bench"))

@@ -1,4 +1,4 @@
-"""The Lua scripts, each prefixed with the shared prelude, with their SHA1 for EVALSHA."""
+"""The Lua scripts, each prefixed with the preludes it uses, with their SHA1 for EVALSHA."""
 
 from __future__ import annotations
 
@@ -14,19 +14,23 @@ class Script:
     sha: str
 
 
-def _load(name: str, prelude: str) -> Script:
-    body = resources.files("ledger").joinpath("lua", f"{name}.lua").read_text()
-    source = body if name == "noop" else prelude + "\n" + body
-    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
-
-
 NAMES = ("open", "deposit", "hold", "capture", "settle", "void", "expire", "refund", "adjust", "freeze",
          "unfreeze", "close", "call", "block", "noop")
+# Every function a prelude defines is built again on each run, so a script gets only the preludes it needs.
+PRELUDES = {"noop": (), "call": ("_prelude", "_record"), "block": ("_prelude", "_record")}
+ACCOUNT_PRELUDES = ("_prelude", "_account")
+
+
+def _text(name: str) -> str:
+    return resources.files("ledger").joinpath("lua", f"{name}.lua").read_text()
 
 
 def load_all() -> dict[str, Script]:
-    prelude = resources.files("ledger").joinpath("lua", "_prelude.lua").read_text()
-    return {name: _load(name, prelude) for name in NAMES}
+    out = {}
+    for name in NAMES:
+        source = "\n".join([*(_text(p) for p in PRELUDES.get(name, ACCOUNT_PRELUDES)), _text(name)])
+        out[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+    return out
 
 
 SCRIPTS = load_all()

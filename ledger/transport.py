@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Awaitable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -38,6 +39,13 @@ def _pack_py(args: tuple[str | bytes, ...] | list[str | bytes]) -> bytes:
 
 
 pack = getattr(hiredis, "pack_command", _pack_py)  # the C packer is ~3x faster
+
+
+def bulk(*args: str) -> bytes:
+    """The RESP bulk strings of args without the array header: a piece of a command that the caller can
+    keep (an account's keys) and join to others (see Transport.run)."""
+    packed = pack(args)
+    return packed[packed.index(b"\n") + 1:]
 
 
 class _Protocol(asyncio.Protocol):
@@ -180,6 +188,7 @@ class Transport:
         self.slots: list[_Node | None] = [None] * 16384
         self._watchdog: asyncio.TimerHandle | None = None
         self._closing = False
+        self._heads: dict[str, bytes] = {}   # script sha -> bulk("EVALSHA", sha)
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -292,8 +301,15 @@ class Transport:
             raise LedgerUnavailable(f"Redis refused: {msg}")
         raise LedgerInternal(f"Redis error: {msg}")
 
-    async def script(self, script: Script, slot: int, keys: list[str], args: list[str]) -> Any:
-        payload = pack(("EVALSHA", script.sha, str(len(keys)), *keys, *args))
+    def script(self, script: Script, slot: int, keys: Sequence[str], args: Sequence[str]) -> Awaitable[Any]:
+        return self.run(script, slot, 1 + len(keys) + len(args), bulk(str(len(keys)), *keys, *args))
+
+    async def run(self, script: Script, slot: int, count: int, body: bytes) -> Any:
+        """EVALSHA of script; body holds the bulk strings of numkeys, keys and args, `count` of them."""
+        head = self._heads.get(script.sha)
+        if head is None:
+            head = self._heads[script.sha] = bulk("EVALSHA", script.sha)
+        payload = b"*%d\r\n%b%b" % (count + 2, head, body)
         proto = self.seed.proto
         if not self.cluster and proto is not None and not proto.closed:    # the hot path, inlined
             reply = await proto.send(payload)
@@ -304,7 +320,7 @@ class Transport:
         else:
             reply = await self.execute(slot, payload)
         if isinstance(reply, hiredis.ReplyError):  # NOSCRIPT: the server lost its script cache
-            reply = await self.execute(slot, pack(("EVAL", script.source, str(len(keys)), *keys, *args)))
+            reply = await self.execute(slot, b"*%d\r\n%b%b" % (count + 2, bulk("EVAL", script.source), body))
             if isinstance(reply, hiredis.ReplyError):
                 self._raise(str(reply))
         return reply

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import pytest
 from redis.cluster import RedisCluster as ClusterClient
 
@@ -17,6 +18,7 @@ from ledger.reconcile import reconcile
 from ledger.scripts import SCRIPTS
 from ledger.sql import make_engine
 from ledger.sync import SyncWorker
+from ledger.transport import bulk
 from tests.support.servers import RedisCluster
 
 
@@ -25,13 +27,16 @@ def test_ledger_on_a_cluster(redis_cluster: RedisCluster, tmp_path: Path) -> Non
     client.flushall()
     led = SyncLedger(redis_cluster.url, cluster=True)
     calls: list[tuple[str, list[str]]] = []
-    real = led.ledger._t.script
+    real = led.ledger._t.run
 
-    async def spy(script: Any, slot: int, keys: list[str], args: list[str]) -> Any:
-        calls.append((script.name, keys))
-        return await real(script, slot, keys, args)
+    async def spy(script: Any, slot: int, count: int, body: bytes) -> Any:
+        reader = hiredis.Reader(encoding="utf-8")           # body: numkeys, keys, args as bulk strings
+        reader.feed(b"*%d\r\n%b" % (count, body))
+        numkeys, *rest = reader.gets()
+        calls.append((script.name, rest[:int(numkeys)]))
+        return await real(script, slot, count, body)
 
-    led.ledger._t.script = spy  # type: ignore[method-assign]
+    led.ledger._t.run = spy  # type: ignore[method-assign]
     accounts = []
     for i in range(24):
         a = led.open_account(f"o{i}", "FAC-C", f"+1312557{i:04d}", "owner")
@@ -75,7 +80,7 @@ def test_ledger_on_a_cluster(redis_cluster: RedisCluster, tmp_path: Path) -> Non
     k1, k2 = Keys(0).journal, Keys(1).journal
     assert key_slot(k1) != key_slot(k2)
     with pytest.raises(LedgerInternal, match="CROSSSLOT"):
-        led.run(real(SCRIPTS["noop"], key_slot(k1), [k1, k2], ["x", "0" * 32, "0", "60", "s"]))
+        led.run(real(SCRIPTS["noop"], key_slot(k1), 8, bulk("2", k1, k2, "s", "60", "x", "0" * 32, "0")))
     led.close()
     # The journal syncs from the cluster, and SQL agrees with it.
     sql_url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"

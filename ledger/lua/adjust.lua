@@ -1,12 +1,15 @@
--- KEYS[3] account. ARGV[6] signed delta, ARGV[7] reason. Never makes available negative.
-local acc, _, replay = load_account(KEYS[3])
-if replay then return replay end
-if not acc then return refuse('unknown_account', 'no account ' .. SCOPE) end
-if acc.s == 'closed' then return refuse('account_not_active', 'account is closed') end
-local delta = tonumber(ARGV[6])
-if acc.p - acc.h + delta < 0 then
-  return refuse('insufficient_funds', 'available ' .. (acc.p - acc.h) .. ' + ' .. delta .. ' < 0')
+-- ARGV[6] signed delta, ARGV[7] reason. Never makes available negative.
+local a, replay = load_account()
+if not a then return replay end
+if not a[1] then return refuse('unknown_account', 'no account ' .. SCOPE) end
+if a[1] == 'closed' then return refuse('account_not_active', 'account is closed') end
+local delta = ARGV[6]
+local available = a[2] - a[3]
+if available + delta < 0 then
+  return refuse('insufficient_funds', 'available ' .. available .. ' + ' .. delta .. ' < 0')
 end
-acc.p = acc.p + delta
-if acc.s == 'opened' and acc.p > 0 then acc.s = 'active' end
-return commit_account('adjust', balance(acc), KEYS[3], acc, delta, 0, '', nil, delta, ARGV[7], '')
+local posted = a[2] + delta
+local p = fmt('%d', posted)
+local s = (a[1] == 'opened' and posted > 0) and 'active' or a[1]
+return commit_account('adjust', '=' .. p .. '|' .. a[3] .. '|' .. s, a, s, p, a[3], delta, '0', delta, ARGV[7],
+  '')

@@ -1,17 +1,17 @@
--- KEYS[3] account, KEYS[4] hold queue (lease expiry).
--- ARGV[6] hold id, ARGV[7] amount, ARGV[8] expires (s), ARGV[9] meta json.
-local acc, old, replay = load_account(KEYS[3], 'h:' .. ARGV[6])
-if replay then return replay end
-local bad = active_or_refuse(acc)
+-- KEYS[3] hold queue (lease expiry). ARGV[6] hold id, ARGV[7] amount, ARGV[8] expires (s), ARGV[9] meta json.
+local a, replay = load_account('h:' .. ARGV[6])
+if not a then return replay end
+local bad = inactive(a)
 if bad then return bad end
-if old then
+if a[9] then
   return refuse('id_conflict', 'hold id ' .. ARGV[6] .. ' already used on this account')
 end
-local amt = tonumber(ARGV[7])
-if acc.p - acc.h < amt then
-  return refuse('insufficient_funds', 'available ' .. (acc.p - acc.h) .. ' < ' .. amt)
+local amt = ARGV[7]
+local available = a[2] - a[3]
+if available < tonumber(amt) then
+  return refuse('insufficient_funds', 'available ' .. available .. ' < ' .. amt)
 end
-acc.h = acc.h + amt
-local h = { a = amt, c = 0, s = 'pending', e = ARGV[8], r = 0, m = ARGV[9] }
-redis.call('ZADD', KEYS[4], h.e, SCOPE .. '|' .. ARGV[6])
-return commit_account('hold', balance(acc), KEYS[3], acc, 0, amt, ARGV[6], h, amt, '', h.m)
+local held = fmt('%d', a[3] + amt)
+redis.call('ZADD', KEYS[3], ARGV[8], SCOPE .. '|' .. ARGV[6])
+return commit_account('hold', '=' .. a[2] .. '|' .. held .. '|' .. a[1], a, a[1], a[2], held, '0', amt, amt, '',
+  ARGV[9], ARGV[6], amt, '0', 'pending', ARGV[8], '0', ARGV[9])

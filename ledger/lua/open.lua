@@ -1,12 +1,14 @@
--- KEYS[3] account, KEYS[4] partition account set. ARGV[6] facility, ARGV[7] number, ARGV[8] owner.
+-- KEYS[3] partition account set. ARGV[6] facility, ARGV[7] number, ARGV[8] owner.
 -- Opening an existing account changes nothing; opening a closed one reopens it (its balance is zero).
-local acc, _, replay = load_account(KEYS[3])
-if replay then return replay end
-if not acc then
-  acc = { s = 'opened', p = 0, h = 0, v = 0, f = ARGV[6], n = ARGV[7], o = ARGV[8] }
-  redis.call('HSET', KEYS[3], 'f', acc.f, 'n', acc.n, 'o', acc.o, 'c', NOW)
-  redis.call('SADD', KEYS[4], SCOPE)
-elseif acc.s == 'closed' then
-  acc.s = 'opened'
+local a, replay = load_account()
+if not a then return replay end
+local s = a[1]
+if not s then
+  s = 'opened'
+  a = { s, '0', '0', '0', ARGV[6], ARGV[7], ARGV[8] }
+  redis.call('HSET', OPKEY, 'f', ARGV[6], 'n', ARGV[7], 'o', ARGV[8], 'c', NOW, 'm', NOW)
+  redis.call('SADD', KEYS[3], SCOPE)
+elseif s == 'closed' then
+  s = 'opened'
 end
-return commit_account('open', balance(acc), KEYS[3], acc, 0, 0, '', nil, 0, '', '')
+return commit_account('open', '=' .. a[2] .. '|' .. a[3] .. '|' .. s, a, s, a[2], a[3], '0', '0', '0', '', '')

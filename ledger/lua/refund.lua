@@ -1,11 +1,13 @@
--- KEYS[3] account. ARGV[6] amount, ARGV[7] reason. Money out to the family; allowed while frozen.
-local acc, _, replay = load_account(KEYS[3])
-if replay then return replay end
-if not acc then return refuse('unknown_account', 'no account ' .. SCOPE) end
-if acc.s == 'closed' then return refuse('account_not_active', 'account is closed') end
-local amt = tonumber(ARGV[6])
-if acc.p - acc.h < amt then
-  return refuse('insufficient_funds', 'available ' .. (acc.p - acc.h) .. ' < ' .. amt)
+-- ARGV[6] amount, ARGV[7] reason. Money out to the family; allowed while frozen.
+local a, replay = load_account()
+if not a then return replay end
+if not a[1] then return refuse('unknown_account', 'no account ' .. SCOPE) end
+if a[1] == 'closed' then return refuse('account_not_active', 'account is closed') end
+local amt = ARGV[6]
+local available = a[2] - a[3]
+if available < tonumber(amt) then
+  return refuse('insufficient_funds', 'available ' .. available .. ' < ' .. amt)
 end
-acc.p = acc.p - amt
-return commit_account('refund', balance(acc), KEYS[3], acc, -amt, 0, '', nil, amt, ARGV[7], '')
+local p = fmt('%d', a[2] - amt)
+return commit_account('refund', '=' .. p .. '|' .. a[3] .. '|' .. a[1], a, a[1], p, a[3], '-' .. amt, '0', amt,
+  ARGV[7], '')

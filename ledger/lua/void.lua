@@ -1,11 +1,13 @@
--- KEYS[3] account. ARGV[6] hold id, ARGV[7] reason.
+-- ARGV[6] hold id, ARGV[7] reason.
 -- Releases what was not captured; the captured part stays posted.
-local acc, h, replay = load_account(KEYS[3], 'h:' .. ARGV[6])
-if replay then return replay end
-if not acc then return refuse('unknown_account', 'no account ' .. SCOPE) end
-if not h then return refuse('unknown_hold', 'no hold ' .. ARGV[6]) end
-if h.s ~= 'pending' then return refuse('hold_not_pending', 'hold is ' .. h.s) end
-local release = h.a - h.c
-acc.h = acc.h - release
-h.s = 'voided'
-return commit_account('void', hold_result(h), KEYS[3], acc, 0, -release, ARGV[6], h, 0, ARGV[7], '')
+local a, replay = load_account('h:' .. ARGV[6])
+if not a then return replay end
+if not a[1] then return refuse('unknown_account', 'no account ' .. SCOPE) end
+if not a[9] then return refuse('unknown_hold', 'no hold ' .. ARGV[6]) end
+local ha, hc, hs, he, hr, hm = string.match(a[9], HOLD)
+if hs ~= 'pending' then return refuse('hold_not_pending', 'hold is ' .. hs) end
+local release = ha - hc
+hs = 'voided'
+return commit_account('void', '=' .. ha .. '|' .. hc .. '|' .. hs .. '|' .. he .. '|' .. hm, a, a[1], a[2],
+  fmt('%d', a[3] - release), '0', release == 0 and '0' or fmt('%d', -release), '0', ARGV[7], '', ARGV[6], ha,
+  hc, hs, he, hr, hm)
