@@ -51,7 +51,7 @@ class _Account(NamedTuple):
     hold_head: bytes  # "3", the same keys and the hold queue, scope, TTL (6 bulk strings)
 
 
-ACCOUNT_CACHE = 100_000   # account ids remembered by one Ledger; the cache restarts empty when full
+ACCOUNT_CACHE = 20_000   # account ids one Ledger remembers (~0.5 kB each); restarts empty when full
 
 
 class Ledger:

@@ -209,6 +209,18 @@ def test_old_records_are_compacted_away(redis_url: str) -> None:
         assert short.deposit("d1", a, 1_000).posted == 960 + 50 + 1_000   # beyond the TTL: a new deposit
 
 
+def test_accounts_stay_apart_when_the_key_cache_restarts(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ledger remembers each account's key names (ledger.core.ACCOUNT_CACHE of them, then starts over)."""
+    monkeypatch.setattr("ledger.core.ACCOUNT_CACHE", 2)
+    with SyncLedger(redis_url) as led:
+        accounts = [led.open_account(f"o{i}", FAC, f"+1312555020{i}") for i in range(5)]
+        for rnd in range(2):
+            for i, a in enumerate(accounts):
+                led.deposit(f"d{rnd}-{i}", a, 100 * (i + 1))
+        assert [led.balance(a).posted for a in accounts] == [200 * (i + 1) for i in range(5)]
+        assert len(led.ledger._accounts) <= 2
+
+
 def _key(account_id: str) -> str:
     from ledger.keys import Keys, partition_of
     return Keys(partition_of(account_id, 16)).account(account_id)
