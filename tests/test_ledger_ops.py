@@ -209,7 +209,8 @@ def test_old_records_are_compacted_away(redis_url: str) -> None:
         assert short.deposit("d1", a, 1_000).posted == 960 + 50 + 1_000   # beyond the TTL: a new deposit
 
 
-def test_accounts_stay_apart_when_the_key_cache_restarts(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_accounts_stay_apart_when_the_key_cache_restarts(redis_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A Ledger remembers each account's key names (ledger.core.ACCOUNT_CACHE of them, then starts over)."""
     monkeypatch.setattr("ledger.core.ACCOUNT_CACHE", 2)
     with SyncLedger(redis_url) as led:
