@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ledger import journal as j
+from ledger.journal import DP, HOLD_ID, OP, OP_ID, POSTED, SCOPE, TEXT1, TEXT2, TS, VER
 
 Row = tuple[Any, ...]           # text values (None for NULL); call rows also carry ints and bools
 Raw = tuple[int, str, str]      # (partition, stream id, entry) as read from the journal
@@ -111,17 +112,17 @@ class Batch:
         latest_block: dict[tuple[str, str], tuple[str, str, str, str]] = {}
         for p, sid, raw in entries:
             f = raw.split(sep)
-            op, scope = f[0], f[1]
+            op, scope = f[OP], f[SCOPE]
             if keep_journal:
-                journal.append((str(p), sid, scope, op, f[3], raw))
+                journal.append((str(p), sid, scope, op, f[TS], raw))
             if op in account_ops:
-                ver = int(f[12])                                        # j.VER
+                ver = int(f[VER])
                 prev = latest_account.get(scope)
                 if prev is None or ver > prev[0]:
                     latest_account[scope] = (ver, f)
                 if op == "open":
                     opened.add(scope)
-                hold_id = f[15]                                         # j.HOLD_ID
+                hold_id = f[HOLD_ID]
                 if hold_id:
                     key = (scope, hold_id)
                     prev = latest_hold.get(key)
@@ -129,9 +130,9 @@ class Batch:
                         latest_hold[key] = (ver, f)
                     if op == "hold":
                         hold_origin[key] = f
-                if op in posting_ops and int(f[13]) != 0:               # j.DP
-                    transfers.append((scope, f[2], op, f[13], f[10], f[12], hold_id or None, f[22],
-                                      f[23] if op == "deposit" else "", f[3]))
+                if op in posting_ops and int(f[DP]) != 0:
+                    transfers.append((scope, f[OP_ID], op, f[DP], f[POSTED], f[VER], hold_id or None,
+                                      f[TEXT1], f[TEXT2] if op == "deposit" else "", f[TS]))
             elif op == "call":
                 jid = j.sortable_id(sid)
                 call_id = f[j.CALL_ID]
@@ -201,15 +202,15 @@ def _apply_postgresql(conn: Connection, b: Batch) -> None:
                 if rows:
                     with cur.copy(f"COPY {table.name} ({table.names}) FROM STDIN") as copy:
                         copy.write(_copy_text(rows, table.plain))
-            fresh = True
-    except UniqueViolation:
-        fresh = False                   # some of it was applied before: upsert all of it
+    except UniqueViolation:             # some of it was written before: upsert all of it
         b.merge_fresh()
-    if not fresh:
         _staged(cur, JOURNAL, b.journal)
         _staged(cur, TRANSFERS, b.transfers)
+        origin = HOLD_ORIGIN_PG
+    else:
+        origin = ""                     # every hold with its "hold" entry here was COPYed with it
     _staged(cur, ACCOUNTS, b.accounts)
-    _staged(cur, HOLDS, b.holds, then=HOLD_ORIGIN_PG if not fresh else "")
+    _staged(cur, HOLDS, b.holds, then=origin)
     _staged(cur, CALLS, b.calls)
     _staged(cur, BLOCKS, b.blocks)
 
