@@ -5,7 +5,8 @@
 redis-server with AOF on; (d) journal -> SQL entries/s into SQLite and PostgreSQL. Ratios are against
 the baseline measured in the same run, so they mean something on any box.
 
-LEDGER_BENCH_ONLY=sync runs (d) alone, on a journal of the same mix written without timing it.
+LEDGER_BENCH_ONLY=sync runs (d) alone, on a journal of the same mix written without timing it;
+LEDGER_BENCH_ONLY=ledger runs (a) to (c) alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ledger import Ledger
 CONCURRENCY = (1, 16, 256)
 ACCOUNTS = 10_000         # calls spread over many accounts, as in a real facility
 DURATION = float(os.environ.get("LEDGER_BENCH_SECONDS", "3"))   # per measurement
-ONLY = os.environ.get("LEDGER_BENCH_ONLY", "")                  # "sync": (d) alone
+ONLY = os.environ.get("LEDGER_BENCH_ONLY", "")                  # "sync": (d) alone; "ledger": (a)-(c)
 _ids = itertools.count()
 
 
@@ -36,6 +37,7 @@ def cpu_seconds(pid: int) -> float:
 
 CPU: dict[str, tuple[float, float]] = {}   # figure -> (redis-server CPU us/op, client CPU us/op)
 REDIS_PID = 0
+REDIS_VERSION = "?"   # the figures differ between Redis 6.2 and 7.x
 
 
 async def rate(concurrency: int, op: Callable[[int], Awaitable[object]], ops_per_call: int = 1,
@@ -62,7 +64,10 @@ async def rate(concurrency: int, op: Callable[[int], Awaitable[object]], ops_per
 
 
 async def ledger_figures(url: str) -> dict[str, float]:
+    global REDIS_VERSION
     led = await Ledger.connect(url)
+    info = await led._t.command(0, "INFO", "server")
+    REDIS_VERSION = info.split("redis_version:", 1)[1].split()[0]
     accounts = await asyncio.gather(*(led.open_account(f"bench-o{i}", "BENCH", f"+1415{i:07d}")
                                       for i in range(ACCOUNTS)))
     await asyncio.gather(*(led.deposit(f"bench-d{i}", a, 100_000) for i, a in enumerate(accounts)))
@@ -202,7 +207,8 @@ def main() -> None:
             return
         figures = asyncio.run(ledger_figures(server.url))
         print(f"ledger client stack: auto-pipelined RESP over a unix socket, hiredis parser, {loop_name}; "
-              f"embedded redis-server with AOF (appendfsync everysec); {DURATION:.0f} s per figure")
+              f"embedded redis-server {REDIS_VERSION} with AOF (appendfsync everysec); "
+              f"{DURATION:.0f} s per figure")
         print(f"{'concurrency':>12} {'(a) noop/s':>12} {'(b) holds/s':>12} {'(c) cycles/s':>13} "
               f"{'(b)/(a)':>8} {'ops/s in (c)':>13}")
         for c in CONCURRENCY:
@@ -217,7 +223,8 @@ def main() -> None:
         for kind in ("noop", "hold", "cycle"):
             r_us, c_us = CPU[f"{kind}@256"]
             print(f"  {kind:>5}: {r_us:6.1f} us / {c_us:6.1f} us  -> {1e6 / max(r_us, c_us):>9,.0f}/s")
-        sync_figures(server.url, Path(tmp))
+        if ONLY != "ledger":
+            sync_figures(server.url, Path(tmp))
 
 
 if __name__ == "__main__":
