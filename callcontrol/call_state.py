@@ -179,12 +179,13 @@ def _url_of(client: aioredis.Redis) -> str:
 class CallStore:
     """Async access to call state and PIN failure counters on one shared Redis client."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, *, timeout: float = 5.0) -> None:
         # `r` (redis-py) serves the occasional commands (heartbeat, recovery scans, tests); every call's
         # own reads and writes go through one auto-pipelined connection (the ledger's transport):
         # commands from concurrent calls share socket writes, which costs a fraction of redis-py's
         # per-command pool, lock and parser overhead.
         self.r = client
+        self.timeout = timeout          # no reply for this long: the connection fails closed
         self._url = _url_of(client)
         self._fast_client: Transport | None = None
         self._fast_loop: asyncio.AbstractEventLoop | None = None
@@ -193,7 +194,7 @@ class CallStore:
         loop = asyncio.get_running_loop()
         t = self._fast_client
         if t is None or self._fast_loop is not loop:
-            t = self._fast_client = Transport(self._url, timeout=5.0)
+            t = self._fast_client = Transport(self._url, timeout=self.timeout)
             self._fast_loop = loop
         return t
 
@@ -204,9 +205,9 @@ class CallStore:
         return await (await self._fast()).script(_SCRIPTS[name], 0, [key], list(args))
 
     @classmethod
-    def from_url(cls, url: str, *, max_connections: int = 256) -> CallStore:
+    def from_url(cls, url: str, *, max_connections: int = 256, timeout: float = 5.0) -> CallStore:
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5)
-        return cls(aioredis.Redis(connection_pool=pool))
+        return cls(aioredis.Redis(connection_pool=pool), timeout=timeout)
 
     async def close(self) -> None:
         if self._fast_client is not None:

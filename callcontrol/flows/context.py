@@ -16,6 +16,8 @@ from callcontrol.config import Settings
 from callcontrol.metering import Meter
 from callcontrol.policy import Policy
 
+SETTLE_CONCURRENCY = 256
+
 
 def iso(ts: float) -> str:
     """Epoch seconds (clock time) -> ISO-8601 UTC as the call record wants; 0 means unknown ("")."""
@@ -54,6 +56,9 @@ class FlowContext:
     sessions: dict[str, asyncio.Event] = field(default_factory=dict)
     # caller channel -> call id, for calls this process meters without a session (recovered)
     orphans: dict[str, str] = field(default_factory=dict)
+    # settlements in progress at once: when every call ends together (a trunk failure) the rest wait
+    # their turn, so each loop turn and each Redis pipeline stays small (docs/performance.md)
+    settling: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SETTLE_CONCURRENCY))
     _quotes: dict[tuple[str, str, float], Any] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 

@@ -111,13 +111,15 @@ async def settle_call(ctx: FlowContext, call_id: str, ended_at: float, reason: s
                       dial_ended: float | None = None) -> tuple[CallState, DialVerdict] | None:
     """Resolve the call's hold and write its record, once. Returns (final state, verdict) or None when
     the call is unknown. Raises only when the ledger cannot be reached (the call stays in the live index
-    for the next attempt: hangup handler, recovery, or the hold's lease).
+    for the next attempt: hangup handler, recovery, or the hold's lease). At most SETTLE_CONCURRENCY
+    settlements run at once (all calls ending together take turns); metering stops before the wait.
 
     With `dial_status` (the inmate flow, Dial returned at `dial_ended`) the verdict is taken from the
     state the end was fixed on, which saves a separate read."""
-    async with ctx.lock(call_id):
-        try:
-            ctx.meter.stop(call_id)
+    ctx.meter.stop(call_id)      # at once: no increment is captured while the settlement waits its turn
+    try:
+        # The call's lock before a slot, so that no slot is held waiting for a lock.
+        async with ctx.lock(call_id), ctx.settling:
             # One round trip: fixes the end (first writer wins; a no-op on a settled call) and reads
             # the state as it stands.
             state = await ctx.store.finish(call_id, ended_at, reason)
@@ -149,8 +151,8 @@ async def settle_call(ctx: FlowContext, call_id: str, ended_at: float, reason: s
                     del ctx.orphans[channel]
             ctx.forget_quote(state)
             return state, verdict
-        finally:
-            ctx.release_lock(call_id)
+    finally:
+        ctx.release_lock(call_id)    # once released (inside the block it was held, and never dropped)
 
 
 async def hangup_route(ctx: FlowContext, ch: Any) -> None:
