@@ -47,8 +47,8 @@ class _Account(NamedTuple):
     """What an operation needs to know about an account id, computed once per id (see Ledger._acct)."""
 
     slot: int
-    head: bytes       # "2", the account's hash, the journal, scope, TTL (Ledger._head: 5 bulk strings)
-    hold_head: bytes  # "3", the same keys and the hold queue, scope, TTL (6 bulk strings)
+    head: tuple[int, bytes]       # Ledger._head of the account's hash and the journal
+    hold_head: tuple[int, bytes]  # the same with the hold queue as third key
 
 
 ACCOUNT_CACHE = 20_000   # account ids one Ledger remembers (~0.5 kB each); restarts empty when full
@@ -83,18 +83,20 @@ class Ledger:
     def _partition(self, name: str) -> int:
         return partition_of(name, self.partitions)
 
-    def _head(self, keys: tuple[str, ...], scope: str) -> bytes:
-        """The leading len(keys) + 3 arguments of a script: numkeys, keys (the first holds the idempotency
-        record, the second is the journal), ARGV[1] scope and ARGV[2] TTL (see ledger/lua/_prelude.lua),
-        as RESP bulk strings: an account keeps its heads, so most of a command is packed once."""
-        return bulk(str(len(keys)), *keys, scope, self._ttl)
+    def _head(self, keys: tuple[str, ...], scope: str) -> tuple[int, bytes]:
+        """The leading arguments of a script and their count: numkeys, keys (the first holds the
+        idempotency record, the second is the journal), ARGV[1] scope and ARGV[2] TTL (see
+        ledger/lua/_prelude.lua), as RESP bulk strings: an account keeps its heads, so most of a command
+        is packed once."""
+        return len(keys) + 3, bulk(str(len(keys)), *keys, scope, self._ttl)
 
-    async def _run(self, name: str, slot: int, head: bytes, nhead: int, scope: str, op_id: str,
+    async def _run(self, name: str, slot: int, head: tuple[int, bytes], scope: str, op_id: str,
                    fp_parts: tuple[str, ...], args: tuple[str, ...], now: float | None = None) -> str:
         now_ms = str(int((time.time() if now is None else now) * 1000))
         fp = fingerprint(name, scope, *fp_parts)
-        body = head + bulk(op_id, fp, now_ms, *args)
-        reply = await self._t.run(SCRIPTS[name], slot, nhead + 3 + len(args), body)
+        count, packed = head
+        reply = await self._t.run(SCRIPTS[name], slot, count + 3 + len(args),
+                                  packed + bulk(op_id, fp, now_ms, *args))
         if type(reply) is str and reply:
             if reply[0] == "=":
                 return reply[1:]
@@ -122,7 +124,7 @@ class Ledger:
     async def _account_op(self, name: str, a: _Account, op_id: str, account_id: str,
                           fp_parts: tuple[str, ...], args: tuple[str, ...]) -> Balance:
         """An operation on the account alone that replies with its balance."""
-        res = await self._run(name, a.slot, a.head, 5, account_id, op_id, fp_parts, args)
+        res = await self._run(name, a.slot, a.head, account_id, op_id, fp_parts, args)
         return parse_balance(account_id, res)
 
     # --- accounts -------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ class Ledger:
         a = self._acct(op_id, account_id)
         keys = self._keys[self._partition(account_id)]
         head = self._head((keys.account(account_id), keys.journal, keys.accts), account_id)
-        await self._run("open", a.slot, head, 6, account_id, op_id,
+        await self._run("open", a.slot, head, account_id, op_id,
                         (facility_id, number_e164, owner), (facility_id, number_e164, owner))
         return account_id
 
@@ -200,7 +202,7 @@ class Ledger:
         meta_s = v.meta_json(meta)
         now = time.time()
         expires = f"{now + lease:.3f}"
-        res = await self._run("hold", a.slot, a.hold_head, 6, account_id, op_id,
+        res = await self._run("hold", a.slot, a.hold_head, account_id, op_id,
                               (hold_id, amt, str(lease), meta_s), (hold_id, amt, expires, meta_s), now)
         return parse_balance(account_id, res)
 
@@ -208,7 +210,7 @@ class Ledger:
         a = self._acct(op_id, account_id)
         v.check_id(hold_id, "hold id")
         amt = str(v.check_amount(amount, self.max_amount))
-        res = await self._run("capture", a.slot, a.head, 5, account_id, op_id, (hold_id, amt),
+        res = await self._run("capture", a.slot, a.head, account_id, op_id, (hold_id, amt),
                               (hold_id, amt))
         return parse_hold(account_id, hold_id, res)
 
@@ -216,7 +218,7 @@ class Ledger:
         a = self._acct(op_id, account_id)
         v.check_id(hold_id, "hold id")
         tot = str(v.check_total(total, self.max_amount))
-        res = await self._run("settle", a.slot, a.head, 5, account_id, op_id, (hold_id, tot),
+        res = await self._run("settle", a.slot, a.head, account_id, op_id, (hold_id, tot),
                               (hold_id, tot))
         return parse_hold(account_id, hold_id, res)
 
@@ -224,7 +226,7 @@ class Ledger:
         a = self._acct(op_id, account_id)
         v.check_id(hold_id, "hold id")
         v.check_text(reason, "reason")
-        res = await self._run("void", a.slot, a.head, 5, account_id, op_id, (hold_id, reason),
+        res = await self._run("void", a.slot, a.head, account_id, op_id, (hold_id, reason),
                               (hold_id, reason))
         return parse_hold(account_id, hold_id, res)
 
@@ -255,7 +257,7 @@ class Ledger:
     async def _expire(self, part: int, keys: Keys, member: str, now: float) -> HoldState | None:
         account_id, _, hold_id = member.partition("|")
         head = self._head((keys.account(account_id), keys.journal, keys.hexp), account_id)
-        res = await self._run("expire", self._slots[part], head, 6, account_id, f"!expire:{hold_id}",
+        res = await self._run("expire", self._slots[part], head, account_id, f"!expire:{hold_id}",
                               (hold_id,), (hold_id,), now=now)
         return None if res == "-" else parse_hold(account_id, hold_id, res)
 
@@ -269,7 +271,7 @@ class Ledger:
         scope = call_scope(call_id)
         keys = self._keys[part]
         head = self._head((keys.op(scope, op_id), keys.journal), scope)
-        await self._run("call", self._slots[part], head, 5, scope, op_id, (body,), (body, call_id))
+        await self._run("call", self._slots[part], head, scope, op_id, (body,), (body, call_id))
 
     async def set_block(self, op_id: str, facility_id: str, number_e164: str, blocked: bool, *,
                         source: str = "") -> None:
@@ -284,7 +286,7 @@ class Ledger:
         scope = block_scope(facility_id, number_e164)
         keys = self._keys[part]
         head = self._head((keys.op(scope, op_id), keys.journal, keys.block(facility_id, number_e164)), scope)
-        await self._run("block", self._slots[part], head, 6, scope, op_id, (flag, source),
+        await self._run("block", self._slots[part], head, scope, op_id, (flag, source),
                         (facility_id, number_e164, flag, source))
 
     async def is_blocked(self, facility_id: str, number_e164: str) -> bool:
