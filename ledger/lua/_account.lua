@@ -41,14 +41,14 @@ end
 -- Journal an account operation: the account's state after it (the SQL sync upserts by version), the
 -- deltas, the hold after it (empty fields when no hold is involved), then the amount and two texts.
 local function journal(op, res, a, s, p, h, v, dp, dh, amt, text1, text2, hold_id, ha, hc, hs, he, hr)
-  local hold = '\31\31\31\31\31'
+  local US, scope, op_id, now, fp = '\31', ARGV[1], ARGV[3], ARGV[5], ARGV[4]
+  local hold = '\31\31\31\31\31'    -- six empty fields
   if hold_id then
-    hold = hold_id .. '\31' .. ha .. '\31' .. hc .. '\31' .. hs .. '\31' .. he .. '\31' .. hr
+    hold = hold_id .. US .. ha .. US .. hc .. US .. hs .. US .. he .. US .. hr
   end
-  redis.call('XADD', KEYS[2], '*', 'e', op .. '\31' .. ARGV[1] .. '\31' .. ARGV[3] .. '\31' .. ARGV[5] .. '\31'
-    .. ARGV[4] .. '\31' .. res .. '\31' .. a[5] .. '\31' .. a[6] .. '\31' .. a[7] .. '\31' .. s .. '\31' .. p
-    .. '\31' .. h .. '\31' .. v .. '\31' .. dp .. '\31' .. dh .. '\31' .. hold .. '\31' .. amt .. '\31' .. text1
-    .. '\31' .. text2)
+  redis.call('XADD', KEYS[2], '*', 'e', op .. US .. scope .. US .. op_id .. US .. now .. US .. fp .. US .. res
+    .. US .. a[5] .. US .. a[6] .. US .. a[7] .. US .. s .. US .. p .. US .. h .. US .. v
+    .. US .. dp .. US .. dh .. US .. hold .. US .. amt .. US .. text1 .. US .. text2)
   return res
 end
 
@@ -57,7 +57,8 @@ end
 -- Compaction drops records older than the TTL and resolved holds past their retention, every 50
 -- versions, and only when the oldest record (field "m", ms; absent after a rebuild) has passed the TTL,
 -- so a scan never runs for nothing.
-local function commit_account(op, res, a, s, p, h, dp, dh, amt, text1, text2, hold_id, ha, hc, hs, he, hr, hm)
+local function commit_account(op, res, a, s, p, h, dp, dh, amt, text1, text2,
+                               hold_id, ha, hc, hs, he, hr, hm)
   local key, now = KEYS[1], ARGV[5]
   local ver = a[4] + 1
   local v, opf, rec = string.format('%d', ver), 'o:' .. ARGV[3], ARGV[4] .. now .. res

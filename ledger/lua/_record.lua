@@ -15,7 +15,8 @@ end
 -- Record the result for replays, then journal.
 local function commit(op, res, tail)
   redis.call('SET', KEYS[1], ARGV[4] .. res, 'EX', ARGV[2])
-  redis.call('XADD', KEYS[2], '*', 'e', op .. '\31' .. ARGV[1] .. '\31' .. ARGV[3] .. '\31' .. ARGV[5] .. '\31'
-    .. ARGV[4] .. '\31' .. res .. '\31' .. tail)
+  local US = '\31'
+  redis.call('XADD', KEYS[2], '*', 'e', op .. US .. ARGV[1] .. US .. ARGV[3] .. US .. ARGV[5] .. US .. ARGV[4]
+    .. US .. res .. US .. tail)
   return res
 end

@@ -11,5 +11,5 @@ end
 local posted = a[2] + delta
 local p = fmt('%d', posted)
 local s = (a[1] == 'opened' and posted > 0) and 'active' or a[1]
-return commit_account('adjust', '=' .. p .. '|' .. a[3] .. '|' .. s, a, s, p, a[3], delta, '0', delta, ARGV[7],
-  '')
+return commit_account('adjust', '=' .. p .. '|' .. a[3] .. '|' .. s, a, s, p, a[3], delta, '0', delta,
+  ARGV[7], '')

@@ -6,5 +6,5 @@ if tonumber(a[3]) > 0 then return refuse('account_not_empty', a[3] .. ' cents st
 if tonumber(a[2]) > 0 then
   return refuse('account_not_empty', a[2] .. ' cents still posted: refund them first')
 end
-return commit_account('close', '=' .. a[2] .. '|' .. a[3] .. '|closed', a, 'closed', a[2], a[3], '0', '0', '0',
-  ARGV[6], '')
+return commit_account('close', '=' .. a[2] .. '|' .. a[3] .. '|closed', a, 'closed', a[2], a[3], '0', '0',
+  '0', ARGV[6], '')

@@ -13,5 +13,5 @@ if available < tonumber(amt) then
 end
 local held = fmt('%d', a[3] + amt)
 redis.call('ZADD', KEYS[3], ARGV[8], SCOPE .. '|' .. ARGV[6])
-return commit_account('hold', '=' .. a[2] .. '|' .. held .. '|' .. a[1], a, a[1], a[2], held, '0', amt, amt, '',
-  ARGV[9], ARGV[6], amt, '0', 'pending', ARGV[8], '0', ARGV[9])
+return commit_account('hold', '=' .. a[2] .. '|' .. held .. '|' .. a[1], a, a[1], a[2], held, '0', amt, amt,
+  '', ARGV[9], ARGV[6], amt, '0', 'pending', ARGV[8], '0', ARGV[9])

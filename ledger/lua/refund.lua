@@ -9,5 +9,5 @@ if available < tonumber(amt) then
   return refuse('insufficient_funds', 'available ' .. available .. ' < ' .. amt)
 end
 local p = fmt('%d', a[2] - amt)
-return commit_account('refund', '=' .. p .. '|' .. a[3] .. '|' .. a[1], a, a[1], p, a[3], '-' .. amt, '0', amt,
-  ARGV[7], '')
+return commit_account('refund', '=' .. p .. '|' .. a[3] .. '|' .. a[1], a, a[1], p, a[3], '-' .. amt, '0',
+  amt, ARGV[7], '')
