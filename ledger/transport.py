@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -302,14 +302,19 @@ class Transport:
         raise LedgerInternal(f"Redis error: {msg}")
 
     def script(self, script: Script, slot: int, keys: Sequence[str], args: Sequence[str]) -> Awaitable[Any]:
-        return self.run(script, slot, 1 + len(keys) + len(args), bulk(str(len(keys)), *keys, *args))
+        n = str(len(keys))
+        return self._evalsha(slot, pack(("EVALSHA", script.sha, n, *keys, *args)),
+                             lambda: pack(("EVAL", script.source, n, *keys, *args)))
 
-    async def run(self, script: Script, slot: int, count: int, body: bytes) -> Any:
-        """EVALSHA of script; body holds the bulk strings of numkeys, keys and args, `count` of them."""
+    def run(self, script: Script, slot: int, count: int, body: bytes) -> Awaitable[Any]:
+        """Like script(); body holds the bulk strings of numkeys, keys and args, `count` of them."""
         head = self._heads.get(script.sha)
         if head is None:
             head = self._heads[script.sha] = bulk("EVALSHA", script.sha)
-        payload = b"*%d\r\n%b%b" % (count + 2, head, body)
+        return self._evalsha(slot, b"*%d\r\n%b%b" % (count + 2, head, body),
+                             lambda: b"*%d\r\n%b%b" % (count + 2, bulk("EVAL", script.source), body))
+
+    async def _evalsha(self, slot: int, payload: bytes, eval_payload: Callable[[], bytes]) -> Any:
         proto = self.seed.proto
         if not self.cluster and proto is not None and not proto.closed:    # the hot path, inlined
             reply = await proto.send(payload)
@@ -320,7 +325,7 @@ class Transport:
         else:
             reply = await self.execute(slot, payload)
         if isinstance(reply, hiredis.ReplyError):  # NOSCRIPT: the server lost its script cache
-            reply = await self.execute(slot, b"*%d\r\n%b%b" % (count + 2, bulk("EVAL", script.source), body))
+            reply = await self.execute(slot, eval_payload())
             if isinstance(reply, hiredis.ReplyError):
                 self._raise(str(reply))
         return reply

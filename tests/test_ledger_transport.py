@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from ledger import Ledger, LedgerUnavailable
+from ledger.facade import SyncLedger
 
 NUM = "+13125551234"
 
@@ -60,3 +61,18 @@ def test_a_silent_redis_fails_closed(redis_url: str, loop_kind: str) -> None:
             await led.close()
 
     _run(main, loop_kind)
+
+
+def test_scripts_lost_by_redis_are_sent_again(redis_url: str) -> None:
+    # After SCRIPT FLUSH (or a failover to a node that never loaded them) EVALSHA answers NOSCRIPT:
+    # the transport sends the script itself once, through both of its entry points.
+    with SyncLedger(redis_url) as led:
+        account = led.open_account("open-1", "FAC-07", NUM)
+        client = redis.Redis.from_url(redis_url)
+        client.script_flush()
+        client.config_resetstat()
+        assert led.deposit("dep-1", account, 500).posted == 500       # Transport.run
+        client.script_flush()
+        assert led.run(led.ledger._noop()) == "=ok"                    # Transport.script
+        assert client.info("commandstats")["cmdstat_eval"]["calls"] == 2
+        assert led.balance(account).posted == 500
