@@ -11,13 +11,17 @@ Figures:
   with a fixed number in flight, and the same for the baseline, which sends exactly the same AGI
   commands on the same sockets with no logic (no Redis, no rating);
 - authorization latency p50/p99 (env block received -> EXEC Dial sent) at 200 set-ups/s, open loop;
-- the most concurrent in-progress calls the process holds (each metered per increment) and its RSS.
+- the most concurrent in-progress calls the process holds (each metered per increment) and its RSS;
+- then every one of them hung up at once (the simulator process ends, as a trunk failure would): how
+  many settle, how long that takes, and the longest event-loop stall meanwhile.
+CALL_BENCH_HOLD_ONLY=1 skips straight to the hold; CALL_BENCH_RAMP sets its calls per second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing as mp
 import os
 import resource
@@ -277,7 +281,8 @@ async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> 
         ctl.agi.routes["screen"] = _screen_switch(ctl, baseline)
 
         print(f"  AGI commands per call: inmate {len(inmate_cmds)}, screen {len(screen_cmds)}, hangup 1")
-        for conc in (64, 256):
+        hold_only = bool(os.environ.get("CALL_BENCH_HOLD_ONLY"))   # skip to the concurrency phase
+        for conc in () if hold_only else (64, 256):
             latencies.clear()
             cpu0 = time.process_time()
             full = await job(kind="closed", script="inmate-call", concurrency=conc, seconds=seconds)
@@ -300,7 +305,8 @@ async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> 
                   f"(~{1000 / full_cpu:.0f} set-ups/s per core), baseline {base_cpu:.2f} ms "
                   f"(~{1000 / base_cpu:.0f}/s); ratio {base_cpu / full_cpu:.2f}")
         # 200/s is the target; the lower rates show the latency when the box is not saturated.
-        for rate in (int(r) for r in os.environ.get("CALL_BENCH_RATES", "200,100,50").split(",")):
+        rates = "" if hold_only else os.environ.get("CALL_BENCH_RATES", "200,100,50")
+        for rate in (int(r) for r in rates.split(",") if r):
             latencies.clear()
             baseline.latencies.clear()
             res = await job(kind="open", script="inmate-call", rate=rate, seconds=seconds)
@@ -311,13 +317,7 @@ async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> 
                   f"p99 {_pct(baseline.latencies, 0.99):.2f} ms")
         if hold_calls:
             await _hold(ctl, job, hold_calls)
-            for parent, _ in pipes:
-                parent.send({"kind": "release"})       # the simulator hangs every call up
-            for proc in procs:
-                proc.join(30)
-            deadline = time.perf_counter() + 120
-            while ctl.ctx.sessions and time.perf_counter() < deadline:
-                await asyncio.sleep(0.5)               # let the controller settle them all
+            await _hang_up_all(ctl, pipes, procs)
     finally:
         for parent, _ in pipes:
             with contextlib.suppress(Exception):
@@ -433,6 +433,68 @@ async def _hold(ctl: Any, job: Any, n: int) -> None:
     print(f"  concurrency: {up} of {placed['placed']} calls up and metered after {ramp:.0f} s ramp; "
           f"{captures} increment captures in the next 65 s; RSS {rss:.0f} MiB "
           f"({(rss - rss0) * 1024 / max(up, 1):.1f} KiB per call over an idle {rss0:.0f} MiB)")
+
+
+async def _hang_up_all(ctl: Any, pipes: list[Any], procs: list[Any]) -> None:
+    """Every held call ends at once, as when a trunk fails: how many settle, and how fast."""
+    from callcontrol.call_state import LIVE_KEY
+
+    live0 = await ctl.store.r.zcard(LIVE_KEY)
+    sessions0 = len(ctl.ctx.sessions)
+    stall = 0.0
+
+    async def probe() -> None:                         # the longest the event loop did not come back
+        nonlocal stall
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.01)
+            stall = max(stall, loop.time() - t - 0.01)
+
+    gc_start = [0.0]
+    full_gcs: list[float] = []                         # how long each gen-2 collection took
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                gc_start[0] = time.perf_counter()
+            else:
+                full_gcs.append(time.perf_counter() - gc_start[0])
+
+    handlers = 0                                       # sessions that left their call to the handler
+    route = ctl.agi.routes["hangup"]
+
+    async def counted(ch: Any) -> None:
+        nonlocal handlers
+        handlers += 1
+        await route(ch)
+
+    ctl.agi.routes["hangup"] = counted
+    gc.callbacks.append(on_gc)
+    prober = asyncio.create_task(probe())
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    first = 0.0
+    for parent, _ in pipes:
+        parent.send({"kind": "release"})               # the simulator process ends: every call drops
+    deadline = t0 + 300
+    while ctl.ctx.sessions and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+        if not first and len(ctl.ctx.sessions) < sessions0:
+            first = time.perf_counter()
+    done = time.perf_counter()
+    cpu = time.process_time() - cpu0
+    prober.cancel()
+    gc.callbacks.remove(on_gc)
+    await asyncio.gather(*(asyncio.to_thread(proc.join, 30) for proc in procs))
+    live = await ctl.store.r.zcard(LIVE_KEY)
+    print(f"  mass hang-up: {live0 - live} of {live0} held calls settled, {live} left unsettled; "
+          f"{handlers} hangup-handler AGIs came in (the safety net for a session that fails)")
+    print(f"    {sessions0} sessions ended {done - (first or t0):.1f} s after the first "
+          f"({done - t0:.1f} s after the release), controller CPU {cpu:.1f} s; "
+          f"longest event-loop stall {stall * 1000:.0f} ms ({len(full_gcs)} full GCs took "
+          f"{sum(full_gcs):.1f} s, the longest {max(full_gcs, default=0) * 1000:.0f} ms); "
+          f"RSS {_rss_mib():.0f} MiB")
 
 
 def _free_port() -> int:
