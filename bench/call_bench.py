@@ -489,7 +489,7 @@ async def _hang_up_all(ctl: Any, pipes: list[Any], procs: list[Any]) -> None:
     await asyncio.gather(*(asyncio.to_thread(proc.join, 30) for proc in procs))
     live = await ctl.store.r.zcard(LIVE_KEY)
     print(f"  mass hang-up: {live0 - live} of {live0} held calls settled, {live} left unsettled; "
-          f"{handlers} hangup-handler AGIs came in (the safety net for a session that fails)")
+          f"{handlers} hangup-handler AGIs served meanwhile")
     print(f"    {sessions0} sessions ended {done - (first or t0):.1f} s after the first "
           f"({done - t0:.1f} s after the release), controller CPU {cpu:.1f} s; "
           f"longest event-loop stall {stall * 1000:.0f} ms ({len(full_gcs)} full GCs took "
