@@ -282,8 +282,8 @@ async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> 
         ctl.agi.routes["baseline"] = baseline.inmate_route
         ctl.agi.routes["screen"] = _screen_switch(ctl, baseline)
 
-        print(f"  AGI commands per call: inmate {len(inmate_cmds)}, screen {len(screen_cmds)} (two sessions; the "
-              "hangup handler's AGI is skipped once the inmate session set CALL_SETTLED=1)")
+        print(f"  AGI commands per call: inmate {len(inmate_cmds)}, screen {len(screen_cmds)} (two sessions; "
+              "the hangup handler's AGI is skipped once the inmate session set CALL_SETTLED=1)")
         hold_only = bool(os.environ.get("CALL_BENCH_HOLD_ONLY"))   # skip to the concurrency phase
         for conc in () if hold_only else (64, 256):
             latencies.clear()
