@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 import pytest
 import redis
 
 from ledger import Ledger, LedgerUnavailable
 from ledger.facade import SyncLedger
+from tests.support.loops import run_on
 
 NUM = "+13125551234"
-
-
-def _run(main: Callable[[], Coroutine[Any, Any, None]], loop_kind: str) -> None:
-    if loop_kind == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(main())
-    else:
-        asyncio.run(main())
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
@@ -42,7 +32,7 @@ def test_a_stalled_event_loop_is_not_a_dead_redis(redis_url: str, loop_kind: str
         finally:
             await led.close()
 
-    _run(main, loop_kind)
+    run_on(loop_kind, main)
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
@@ -60,7 +50,7 @@ def test_a_silent_redis_fails_closed(redis_url: str, loop_kind: str) -> None:
         finally:
             await led.close()
 
-    _run(main, loop_kind)
+    run_on(loop_kind, main)
 
 
 def test_scripts_lost_by_redis_are_sent_again(redis_url: str) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import functools
 import socket
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -28,17 +27,9 @@ from callcontrol.metering import Meter
 from callcontrol.policy import Policy
 from ledger import Ledger, LedgerUnavailable
 from rating import load_catalog
+from tests.support.loops import run_on
 
 NUM = "+13125551234"
-
-
-def _run(main: Callable[[], Coroutine[Any, Any, None]], loop_kind: str) -> None:
-    if loop_kind == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(main())
-    else:
-        asyncio.run(main())
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
@@ -61,7 +52,7 @@ def test_a_request_queued_behind_a_busy_loop_gets_its_reply(redis_url: str, loop
         finally:
             await led.close()
 
-    _run(main, loop_kind)
+    run_on(loop_kind, main)
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
@@ -89,7 +80,7 @@ def test_new_writes_do_not_keep_a_silent_redis_alive(redis_url: str, loop_kind: 
             admin.close()
             await led.close()
 
-    _run(main, loop_kind)
+    run_on(loop_kind, main)
 
 
 class _Stall(asyncio.Protocol):
@@ -144,7 +135,7 @@ def test_loop_stalls_between_reads_are_not_redis_silence(redis_url: str, loop_ki
             peer.close()
             await led.close()
 
-    _run(main, loop_kind)
+    run_on(loop_kind, main)
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
@@ -177,7 +168,7 @@ def test_thousands_of_calls_ending_at_once_all_settle(redis_url: str, loop_kind:
             await ctx.store.close()
             await ctx.ledger.close()
 
-    _run(main, loop_kind)
+    run_on(loop_kind, main)
 
 
 class _Stalls(asyncio.Protocol):
