@@ -38,6 +38,19 @@ local function inactive(a)
   return nil
 end
 
+-- The named hold's fields (amount, captured, status, expires, review, meta) while it is pending, else
+-- nil and the refusal (no such hold, or resolved already: a hold resolves at most once).
+local function pending_hold(a)
+  if not a[9] then
+    return nil, '!unknown_hold|no hold ' .. ARGV[6]
+  end
+  local ha, hc, hs, he, hr, hm = string.match(a[9], HOLD)
+  if hs ~= 'pending' then
+    return nil, '!hold_not_pending|hold is ' .. hs
+  end
+  return ha, hc, hs, he, hr, hm
+end
+
 -- Journal an account operation: the account's state after it (the SQL sync upserts by version), the
 -- deltas, the hold after it (empty fields when no hold is involved), then the amount and two texts.
 local function journal(op, res, a, s, p, h, v, dp, dh, amt, text1, text2, hold_id, ha, hc, hs, he, hr)

@@ -3,9 +3,8 @@
 local a, replay = load_account('h:' .. ARGV[6])
 if not a then return replay end
 if not a[1] then return refuse('unknown_account', 'no account ' .. SCOPE) end
-if not a[9] then return refuse('unknown_hold', 'no hold ' .. ARGV[6]) end
-local ha, hc, hs, he, hr, hm = string.match(a[9], HOLD)
-if hs ~= 'pending' then return refuse('hold_not_pending', 'hold is ' .. hs) end
+local ha, hc, hs, he, hr, hm = pending_hold(a)
+if not ha then return hc end
 local release = ha - hc
 hs = 'voided'
 return commit_account('void', '=' .. ha .. '|' .. hc .. '|' .. hs .. '|' .. he .. '|' .. hm, a, a[1], a[2],
