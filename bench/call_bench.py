@@ -24,12 +24,13 @@ import contextlib
 import gc
 import multiprocessing as mp
 import os
-import resource
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from callcontrol.runtime import raise_fd_limit
 
 N_ACCOUNTS = 2000
 PIN = "10422468"
@@ -40,13 +41,6 @@ def _numbers(n: int) -> list[str]:
     # Chicago numbers no facility policy names (FAC-07 blocks +13125550199: every pass through the
     # list used to end one call at number_blocked_facility, counted as a failed set-up).
     return [f"+1312556{i:04d}" for i in range(n)]
-
-
-def _raise_nofile() -> int:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _rss_mib() -> float:
@@ -62,7 +56,7 @@ def _rss_mib() -> float:
 # ------------------------------------------------------------------------------------------------
 
 def _sim_main(conn: Any, port: int, index: int = 0, nprocs: int = 1) -> None:
-    _raise_nofile()
+    raise_fd_limit()
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -516,7 +510,7 @@ def main(hold_calls: int | None = None, seconds: float = 5.0) -> None:
     from callcontrol.redis_server import EmbeddedRedis
 
     configure_logging("json", "error")
-    limit = _raise_nofile()
+    limit = raise_fd_limit()
     if hold_calls is None:
         # Each held call keeps one FastAGI socket open in this process (and one in the simulator's):
         # the descriptor limit caps the figure; CALL_BENCH_HOLD=19500 tries the most this box allows.

@@ -50,7 +50,9 @@ async def _serve(args: argparse.Namespace, settings: Settings, redis_url: str) -
     controller = Controller(settings, redis_url=redis_url, agi_bind=getattr(args, "bind", None),
                             run_sync=not getattr(args, "no_sync", False),
                             instance=getattr(args, "instance", None))
+    fds = runtime.raise_fd_limit()
     await controller.start()
+    log.info("controller_capacity", fd_limit=fds, hint="each call in progress holds one FastAGI socket")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

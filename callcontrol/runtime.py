@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import resource
 from collections.abc import Iterator
 
 from callcontrol.config import Settings
@@ -25,3 +26,19 @@ def redis_url(settings: Settings) -> Iterator[str]:
         return
     with server:
         yield server.url
+
+
+def raise_fd_limit() -> int:
+    """Lift the soft descriptor limit to the hard one and return it.
+
+    Every call in progress holds its FastAGI connection open (EXEC Dial runs inside the inmate's AGI
+    session, so Asterisk's own hang-up or crash reaches us at once as EOF), so this limit, not memory,
+    is what caps the calls one controller process carries. The hard limit is the operator's to set
+    (systemd LimitNOFILE, Docker `ulimits`); a distribution's soft default of 1,024 would cap a
+    controller at about a thousand calls.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]

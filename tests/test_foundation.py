@@ -123,3 +123,22 @@ def test_logging_follows_a_replaced_stderr(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr("sys.stderr", second)
     structlog.get_logger().info("two")
     assert '"two"' in second.getvalue()
+
+
+def test_raise_fd_limit_lifts_a_low_soft_limit_to_the_hard_one() -> None:
+    # In a child process: a controller started under a distribution's soft default of 1,024 must not
+    # stop accepting calls at a thousand when the operator's hard limit allows more.
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "from callcontrol.runtime import raise_fd_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(64, hard), hard))\n"
+        "got = raise_fd_limit()\n"
+        "print(got, hard, resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    got, hard, now = (int(x) for x in out.split())
+    assert got == hard == now
