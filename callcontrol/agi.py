@@ -26,6 +26,7 @@ from callcontrol.agi_wire import (
     Quoted,
     ReplyAssembler,
     encode_command,
+    parse_env_block,
 )
 from callcontrol.logs import SENSITIVE_KEYS
 
@@ -568,6 +569,9 @@ class _AGIConnection(asyncio.Protocol):
         except EnvError as exc:
             self._reject(exc)
             return
+        self._open_channel(env)
+
+    def _open_channel(self, env: Env) -> None:
         self._parser = None
         self._stop_env_wait()
         server = self.server
@@ -585,6 +589,14 @@ class _AGIConnection(asyncio.Protocol):
         buf = self._buf + data if self._buf else data
         limit = self.server.line_limit
         start = 0
+        parser = self._parser
+        if parser is not None and not parser.vars and self.channel is None:
+            end = buf.find(b"\n\n")            # the whole env block in hand: parse it in one go
+            if 0 <= end < limit:
+                env = parse_env_block(buf[:end + 2])
+                if env is not None:
+                    start = end + 2
+                    self._open_channel(env)
         while True:
             nl = buf.find(b"\n", start)
             if nl < 0:

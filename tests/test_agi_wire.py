@@ -18,6 +18,7 @@ from callcontrol.agi_wire import (
     ReplyAssembler,
     build_env,
     encode_command,
+    parse_env_block,
     parse_reply,
     quote_arg,
     split_command,
@@ -183,6 +184,44 @@ def test_env_size_limit_and_terminator() -> None:
         _p = EnvParser()
         _p.feed(b"agi_network: yes\n")
         _p.result()
+
+
+def _line_parsed(block: bytes) -> object:
+    """What the line parser makes of a block: its Env, or the EnvError it raises."""
+    parser = EnvParser()
+    try:
+        for line in block.splitlines(keepends=True):
+            if parser.feed(line):
+                return parser.result()
+        return parser.result()
+    except EnvError as exc:
+        return exc
+
+
+_env_lines = st.lists(
+    st.tuples(st.sampled_from(["agi_", "agi", "AGI_", "", "agi_\r"]),
+              st.text("abcz09_:-A\r\x00é ", max_size=8), st.sampled_from([": ", ":", ": \r", " "]),
+              st.text(st.characters(blacklist_characters="\n"), max_size=12)),
+    max_size=8,
+).map(lambda rows: "".join(f"{a}{b}{c}{d}\n" for a, b, c, d in rows).encode("utf-8", "surrogatepass") + b"\n")
+
+
+@given(block=_env_lines)
+@settings(max_examples=400)
+def test_whole_block_parse_agrees_with_the_line_parser(block: bytes) -> None:
+    # The fast path either gives exactly the line parser's Env or steps aside for it (None): it must
+    # never accept a block the line parser rejects, nor read one differently.
+    fast = parse_env_block(block)
+    slow = _line_parsed(block)
+    if fast is not None:
+        assert not isinstance(slow, EnvError) and fast == slow
+
+
+@pytest.mark.parametrize("block", [ENV, ENV.replace(b"\n", b"\r\n")])
+def test_whole_block_parse_of_a_real_env(block: bytes) -> None:
+    fast = parse_env_block(block)
+    assert (fast is None) == (b"\r" in block)    # CRLF blocks take the line parser
+    assert fast is None or fast == _line_parsed(block)
 
 
 def test_prompt_lists_fit_one_application_argument_only_when_safe() -> None:
