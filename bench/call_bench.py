@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from callcontrol.runtime import raise_fd_limit
+from callcontrol.runtime import raise_fd_limit, tune_gc
 
 N_ACCOUNTS = 2000
 PIN = "10422468"
@@ -232,6 +232,7 @@ async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> 
     ctl = Controller(settings, redis_url=redis_url, clock=clock, run_sync=False,
                      agi_bind=f"127.0.0.1:{port}", names_dir=str(tmp / "names"), reap_interval=3600)
     await ctl.start()
+    tune_gc()                                     # as `callcontrol serve` does after start-up
     ledger = await Ledger.connect(redis_url)
     await _seed(ledger)
     _one_off_costs(ctl, clock)

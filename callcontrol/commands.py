@@ -52,6 +52,7 @@ async def _serve(args: argparse.Namespace, settings: Settings, redis_url: str) -
                             instance=getattr(args, "instance", None))
     fds = runtime.raise_fd_limit()
     await controller.start()
+    runtime.tune_gc()
     log.info("controller_capacity", fd_limit=fds, hint="each call in progress holds one FastAGI socket")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -142,3 +142,19 @@ def test_raise_fd_limit_lifts_a_low_soft_limit_to_the_hard_one() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     got, hard, now = (int(x) for x in out.split())
     assert got == hard == now
+
+
+def test_tune_gc_freezes_the_start_up_heap_and_raises_the_young_threshold() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import gc\n"
+        "from callcontrol.runtime import tune_gc\n"
+        "before = gc.get_threshold()\n"
+        "tune_gc(12345)\n"
+        "print(gc.get_freeze_count(), *gc.get_threshold(), *before[1:])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    frozen, young, middle, old, middle0, old0 = (int(x) for x in out.split())
+    assert frozen > 1000 and young == 12345 and (middle, old) == (middle0, old0)
