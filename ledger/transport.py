@@ -122,30 +122,52 @@ class _Node:
         self.owner = owner
         self.host, self.port, self.path = host, port, path
         self.proto: _Protocol | None = None
-        self.lock = asyncio.Lock()
+        self._attempt: asyncio.Future[_Protocol] | None = None
 
     async def connect(self) -> _Protocol:
-        async with self.lock:
-            if self.proto is not None and not self.proto.closed:
-                return self.proto
-            loop = asyncio.get_running_loop()
-            try:
-                if self.path:
-                    coro = loop.create_unix_connection(lambda: _Protocol(loop), self.path)
-                else:
-                    coro = loop.create_connection(lambda: _Protocol(loop), self.host, self.port)
-                _, proto = await asyncio.wait_for(coro, self.owner.timeout)
-            except (OSError, TimeoutError) as exc:
-                raise LedgerUnavailable(f"cannot connect to Redis at {self.path or self.host}:{self.port}: "
-                                        f"{exc}") from exc
-            try:
-                await self._setup(proto)
-            except BaseException:
-                proto.abort("set-up failed")
-                raise
-            self.proto = proto
-            self.owner.start_watchdog()
-            return proto
+        """The live connection, or the outcome of the one attempt every waiting request shares.
+
+        Single flight: when Redis accepts connections but never answers, the requests queued behind
+        a reconnect fail together one timeout later, instead of one timeout after another; the next
+        request after a failure starts a fresh attempt.
+        """
+        if self.proto is not None and not self.proto.closed:
+            return self.proto
+        attempt = self._attempt
+        if attempt is None:
+            attempt = self._attempt = asyncio.ensure_future(self._open())
+            attempt.add_done_callback(self._attempt_done)
+        return await asyncio.shield(attempt)     # a cancelled waiter leaves the attempt to the others
+
+    def _attempt_done(self, attempt: asyncio.Future[_Protocol]) -> None:
+        if self._attempt is attempt:
+            self._attempt = None
+        if not attempt.cancelled():
+            attempt.exception()                  # retrieved: every waiter may have gone
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        try:
+            if self.path:
+                coro = loop.create_unix_connection(lambda: _Protocol(loop), self.path)
+            else:
+                coro = loop.create_connection(lambda: _Protocol(loop), self.host, self.port)
+            _, proto = await asyncio.wait_for(coro, self.owner.timeout)
+        except (OSError, TimeoutError) as exc:
+            raise LedgerUnavailable(f"cannot connect to Redis at {self.path or self.host}:{self.port}: "
+                                    f"{exc}") from exc
+        try:
+            await self._setup(proto)
+        except TimeoutError as exc:
+            proto.abort("set-up timed out")
+            raise LedgerUnavailable(f"Redis at {self.path or self.host}:{self.port} accepted the "
+                                    f"connection but did not answer its set-up") from exc
+        except BaseException:
+            proto.abort("set-up failed")
+            raise
+        self.proto = proto
+        self.owner.start_watchdog()
+        return proto
 
     async def _setup(self, proto: _Protocol) -> None:
         calls = []
@@ -202,6 +224,8 @@ class Transport:
             self._watchdog.cancel()
             self._watchdog = None
         for node in [self.seed, *self.nodes.values()]:
+            if node._attempt is not None:
+                node._attempt.cancel()
             if node.proto is not None and node.proto.transport is not None:
                 node.proto.closed = True
                 node.proto.transport.close()

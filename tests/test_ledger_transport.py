@@ -66,3 +66,40 @@ def test_scripts_lost_by_redis_are_sent_again(redis_url: str) -> None:
         assert led.run(led.ledger._noop()) == "=ok"                    # Transport.script
         assert client.info("commandstats")["cmdstat_eval"]["calls"] == 2
         assert led.balance(account).posted == 500
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_requests_behind_a_reconnect_to_a_mute_redis_fail_together(loop_kind: str) -> None:
+    # A Redis that accepts connections and never answers (hung, or a black-holing proxy): the requests
+    # queued behind the reconnect share one attempt and fail closed together, one timeout later, not
+    # one timeout after another (50 settlements would otherwise wait 50 timeouts for their refusal).
+    from ledger.transport import Transport
+
+    async def main() -> None:
+        accepted = 0
+
+        async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            await reader.read()                       # read everything, answer nothing
+            writer.close()
+
+        server = await asyncio.start_server(mute, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = Transport(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+        try:
+            started = time.monotonic()
+            results = await asyncio.gather(*(transport.seed.connect() for _ in range(50)),
+                                           return_exceptions=True)
+            elapsed = time.monotonic() - started
+            assert all(isinstance(r, LedgerUnavailable) for r in results), {repr(r) for r in results}
+            assert accepted == 1                       # one attempt, shared
+            assert elapsed < 5.0                       # serialised, they would take 25 s
+            with pytest.raises(LedgerUnavailable):     # the next request tries afresh
+                await transport.seed.connect()
+            assert accepted == 2
+        finally:
+            await transport.close()
+            server.close()
+
+    run_on(loop_kind, main)
