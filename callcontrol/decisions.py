@@ -119,15 +119,23 @@ def billed_seconds(accepted_at: float | None, ended_at: float) -> int:
 
 
 def increments_started(accepted_at: float, now: float, increment_seconds: int) -> int:
-    """How many billing increments have begun by `now` (the first begins at acceptance)."""
+    """How many billing increments a hang-up at `now` pays for: those `billed_seconds` reaches into.
+
+    An increment begins to be billable once its first whole second has passed (the first at
+    acceptance, since any accepted moment bills a second), so metering never captures an increment
+    that the settlement's cost of the billed seconds would not include.
+    """
     if now < accepted_at:
         return 0
-    return int((now - accepted_at) // increment_seconds) + 1
+    return (billed_seconds(accepted_at, now) - 1) // increment_seconds + 1
 
 
 def capture_due_at(accepted_at: float, k: int, increment_seconds: int) -> float:
-    """When increment k (1-based) is captured: at acceptance + (k-1) increments."""
-    return accepted_at + (k - 1) * increment_seconds
+    """When increment k (1-based) is captured: at acceptance for the first, and one second into
+    each later one (a call that ends inside that second is billed (k-1) increments, not k)."""
+    if k <= 1:
+        return accepted_at
+    return accepted_at + (k - 1) * increment_seconds + 1
 
 
 def final_total(cost_of_billed: int, captured: int, hold_amount: int) -> int:

@@ -1,10 +1,12 @@
 """Per-increment captures for every accepted call of this process: one heap, one task, no per-call timers.
 
-Increment k of a call is captured at acceptance + (k-1) increments (the first at acceptance, since any
-accepted second bills it), so the posted balance trails the call by at most one increment and a crash
-loses at most that much. Captures use op ids derived from the call id, so a call metered by two instances
-(after a recovery) is still charged once per increment. A refused capture (account frozen, funds gone)
-calls `on_refused`, which hangs the call up through AMI; the settlement then charges what was used.
+Increment k of a call is captured one second into it, at acceptance + (k-1) increments + 1 s (the first
+at acceptance, since any accepted moment bills a second): then what has been captured never exceeds
+the cost of the whole seconds billed at hang-up. So the posted balance trails the call by at most one
+increment and a crash loses at most that much. Captures use op ids derived from the call id, so a call
+metered by two instances (after a recovery) is still charged once per increment. A refused capture
+(account frozen, funds gone) calls `on_refused`, which hangs the call up through AMI; the settlement
+then charges what was used.
 """
 
 from __future__ import annotations

@@ -74,6 +74,19 @@ def test_increments_started_matches_due_times(accepted: float, later: float, inc
     assert k >= 1
     assert d.capture_due_at(accepted, k, inc) <= now + 1e-6
     assert d.capture_due_at(accepted, k + 1, inc) > now - 1e-6
+    # What metering has captured by a hang-up at `now` is exactly what the billed seconds cost: never
+    # an increment more (the settlement cannot charge below what was captured).
+    billed = d.billed_seconds(accepted, now)
+    assert k == -(-billed // inc)
+
+
+@pytest.mark.parametrize("ended, captures",
+                         [(0.2, 1), (59.9, 1), (60.0, 1), (60.99, 1), (61.0, 2), (121.5, 3)])
+def test_a_call_ending_inside_an_increments_first_second_is_not_charged_for_it(ended: float,
+                                                                               captures: int) -> None:
+    due = [d.capture_due_at(1000.0, k, 60) for k in range(1, 5)]
+    assert sum(1 for t in due if t <= 1000.0 + ended) == captures
+    assert -(-d.billed_seconds(1000.0, 1000.0 + ended) // 60) == captures
 
 
 @given(st.integers(0, 10_000), st.integers(0, 10_000), st.integers(0, 10_000))

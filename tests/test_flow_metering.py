@@ -71,11 +71,12 @@ def test_captures_one_increment_ahead(redis_url: str) -> None:
             await settle_down(lambda: r.meter.captures == 1)
             info = await r.ledger.hold_info(r.account, "c1")
             assert info is not None and info.captured == 21          # first increment at acceptance
-            await r.clock.advance(59.0)
+            await r.clock.advance_to(60.9)
             await asyncio.sleep(0.05)
             info = await r.ledger.hold_info(r.account, "c1")
-            assert info is not None and info.captured == 21          # not before the next increment starts
-            for t in (60.5, 120.5, 180.5, 240.5, 300.5):
+            # Not before the next increment's first second has passed: a hang-up now bills 60 s.
+            assert info is not None and info.captured == 21
+            for t in (61.5, 121.5, 181.5, 241.5, 301.5):
                 await r.clock.advance_to(t)
                 await settle_down(lambda t=t: r.meter.captures >= min(5, int(t // 60) + 1))
             info = await r.ledger.hold_info(r.account, "c1")
@@ -93,7 +94,7 @@ def test_refused_capture_cuts_the_call(redis_url: str) -> None:
             await r.clock.advance(0.1)
             await asyncio.sleep(0.1)
             await r.ledger.freeze("freeze-1", r.account, reason="operator")
-            await r.clock.advance_to(60.5)
+            await r.clock.advance_to(61.5)
             await settle_down(lambda: bool(r.cut))
             assert r.cut == ["AccountNotActive"]
             assert "c1" not in r.meter.calls
