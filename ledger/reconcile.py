@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, or_, select
 
-from ledger.journal import ACCOUNT_OPS, decode
+from ledger.journal import ACCOUNT_OPS, Entry, decode
 from ledger.keys import Keys, account_id_for, partition_of
 from ledger.redisclient import SyncRedis
 from ledger.sql import accounts, holds, journal, number_blocks
@@ -134,6 +134,20 @@ class RebuildRefused(RuntimeError):
     pass
 
 
+def _record_partition(e: Entry, partitions: int) -> int:
+    """The partition whose keys the scripts use for this entry's idempotency record, under the partition
+    count being rebuilt (not `e.partition`, the stream it was journalled in, which may have had another
+    count): an account operation's is its account's, a call record's its call id's, a block's the account's
+    for that facility and number (see ledger/core.py)."""
+    if e.op in ACCOUNT_OPS:
+        return partition_of(e.scope, partitions)
+    if e.op == "call":                  # fields: call id, record
+        return partition_of(e.fields[0], partitions)
+    if e.op == "block":                 # fields: facility, number, flag, source
+        return partition_of(account_id_for(e.fields[0], e.fields[1]), partitions)
+    raise ValueError(f"journal entry {e.stream_id} of unknown operation {e.op!r}")
+
+
 def rebuild(r: SyncRedis, engine: Engine, partitions: int, ttl: int, *, force: bool = False,
             now: float | None = None) -> dict[str, int]:
     """Restore accounts, open (and recently resolved) holds, blocks and recent idempotency records.
@@ -190,9 +204,9 @@ def rebuild(r: SyncRedis, engine: Engine, partitions: int, ttl: int, *, force: b
         pipe = r.pipeline(transaction=False)
         for e in chunk:
             remaining = int(e.ts / 1000 + ttl - now)
-            if remaining <= 0 or e.partition >= partitions:
+            if remaining <= 0:
                 continue
-            keys = all_keys[e.partition]
+            keys = all_keys[_record_partition(e, partitions)]
             if e.op in ACCOUNT_OPS:             # kept in the account's hash, as the scripts do
                 pipe.hset(keys.account(e.scope), f"o:{e.op_id}", f"{e.fp}{e.ts:013d}{e.res}")
             else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,12 +14,13 @@ import sqlalchemy as sa
 
 from callcontrol.cli import build_parser
 from callcontrol.config import Settings
-from ledger import HoldNotPending
+from ledger import HoldNotPending, IdConflict
 from ledger.apply import apply_entries
+from ledger.core import DEFAULT_IDEMPOTENCY_TTL
 from ledger.facade import SyncLedger
 from ledger.journal import decode
-from ledger.keys import Keys
-from ledger.reconcile import reconcile, redis_accounts, redis_holds
+from ledger.keys import Keys, account_id_for, partition_of
+from ledger.reconcile import rebuild, reconcile, redis_accounts, redis_holds
 from ledger.redisclient import connect_sync
 from ledger.sql import MIGRATIONS, make_engine, migrate
 from ledger.sync import GROUP, SyncWorker
@@ -412,3 +414,46 @@ def test_cli_money_and_errors(redis_url: str, sql_url: str, capsys: pytest.Captu
     assert cli(s, "reap") == 0
     assert cli(s, "block", FAC, "+13125550123", "--source", "facility") == 0
     assert "blocked" in capsys.readouterr().out
+
+
+def _differs(names: Iterator[str], old: int, new: int) -> str:
+    """The first name whose partition differs between `old` and `new` partition counts."""
+    return next(n for n in names if partition_of(n, old) != partition_of(n, new))
+
+
+@pytest.mark.parametrize(("old", "new"), [(4, 16), (16, 4)])
+def test_rebuild_with_another_partition_count_restores_records_where_the_scripts_look(
+        redis_url: str, tmp_path: Path, old: int, new: int) -> None:
+    """docs/ledger.md: changing `ledger_partitions` needs a rebuild. The idempotency records it restores
+    must sit under the new count's keys (not the old partition's), or a retry is applied again."""
+    sql = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    number = _differs((f"+1312555{i:04d}" for i in range(1000)), old, new)
+    account = account_id_for(FAC, number)
+    assert partition_of(account, old) != partition_of(account, new)
+    call_id = _differs((f"call-{i}" for i in range(1000)), old, new)
+    record = call_record(call_id, "completed", 95, 18)
+    with SyncLedger(redis_url, partitions=old) as led:
+        assert led.open_account("o1", FAC, number) == account
+        first = led.deposit("pay-778", account, 2_500)
+        led.record_call("rc1", record)
+        led.set_block("b1", FAC, number, True, source="recipient")
+    w = SyncWorker(redis_url, sql, partitions=old)
+    w.drain()
+    w.close()
+    r = connect_sync(redis_url)
+    r.flushall()                                                      # Redis is lost
+    engine = make_engine(sql)
+    rebuild(r, engine, new, DEFAULT_IDEMPOTENCY_TTL)
+    engine.dispose()
+    with SyncLedger(redis_url, partitions=new) as led:
+        assert led.deposit("pay-778", account, 2_500) == first        # the client's retry: replayed
+        assert led.balance(account).posted == 2_500
+        led.record_call("rc1", record)                                # replayed
+        with pytest.raises(IdConflict):                               # the record is there
+            led.record_call("rc1", {**record, "amount": 19})
+        with pytest.raises(IdConflict):
+            led.set_block("b1", FAC, number, False)
+        assert led.is_blocked(FAC, number)
+    assert sum(r.xlen(Keys(p).journal) for p in range(new)) == 0      # replays journal nothing
+    assert not r.exists(Keys(partition_of(account, old)).account(account))   # no stray hash
+    r.close()
