@@ -249,10 +249,9 @@ class EnvParser:
             raise EnvError(f"env block larger than {MAX_ENV_BYTES} bytes")
         if not raw.endswith(b"\n"):
             raise EnvError("env block ended without a line terminator")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise EnvError("env block is not UTF-8") from exc
+        # Values are channel data as Asterisk holds it (a carrier's caller name may be Latin-1): bytes
+        # that are not UTF-8 become U+FFFD rather than dropping the call; keys are checked below.
+        text = raw.decode("utf-8", "replace")
         text = text[:-1]
         if text.endswith("\r"):
             text = text[:-1]

@@ -158,7 +158,6 @@ def test_route_from_agi_request_when_no_network_script() -> None:
     "block",
     [
         b"agi_network: yes\nGET / HTTP/1.0\n\n",  # garbage line
-        b"agi_network: yes\nagi_callerid: \xff\xfe\n\n",  # invalid UTF-8
         b"agi_network: yes\nagi_network: no\n\n",  # duplicate key
         b"\n",  # empty block
         b"agi_x: a\x00b\n\n",
@@ -167,6 +166,14 @@ def test_route_from_agi_request_when_no_network_script() -> None:
 def test_bad_env_blocks_rejected(block: bytes) -> None:
     with pytest.raises(EnvError):
         _parse(block)
+
+
+def test_env_values_that_are_not_utf8_are_replaced_not_rejected() -> None:
+    # A carrier's Latin-1 caller name ("José") must not drop a family's deposit call.
+    env = _parse(b"agi_network: yes\nagi_calleridname: Jos\xe9\nagi_request: agi://h/deposit\n\n").result()
+    assert env.vars["agi_calleridname"] == "Jos\ufffd" and env.script == "deposit"
+    with pytest.raises(EnvError):                 # a key still has to be one
+        _parse(b"agi_network: yes\nagi_caller\xe9: x\n\n")
 
 
 def test_env_size_limit_and_terminator() -> None:
