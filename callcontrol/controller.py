@@ -156,6 +156,8 @@ class Controller:
         s = self.settings
         self.ami = AMIClient(s.ami_host, s.ami_port, s.ami_user, s.ami_secret, events="call")
         self.ami.on_event("Hangup", self._on_ami_hangup)
+        self.ami.on_event("HangupRequest", self._on_caller_hangup_request)
+        self.ami.on_event("SoftHangupRequest", self._on_caller_hangup_request)
         try:
             await self.ami.connect()
         except Exception as exc:
@@ -185,6 +187,20 @@ class Controller:
         if call_id:
             with contextlib.suppress(Exception):
                 await settle_call(self.ctx, call_id, self.clock.now(), "ami_hangup")
+
+    async def _on_caller_hangup_request(self, msg: Any) -> None:
+        """The caller's channel is going down while its inmate session waits in EXEC Dial.
+
+        Asterisk tells that AGI only when Dial returns, and Dial first runs the recipient's screening
+        to its end: fix the call's end now (first writer wins), so that a recipient who presses 1
+        afterwards is neither connected nor billed (acceptance of an ended call is refused), and stop
+        metering a call that is over."""
+        assert self.ctx is not None and self.store is not None and self.meter is not None
+        call_id = self.ctx.dialling.get(msg.get("Channel", ""))
+        if call_id:
+            self.meter.stop(call_id)
+            with contextlib.suppress(Exception):
+                await self.store.finish(call_id, self.clock.now(), "caller_hangup")
 
     async def _funds_gone(self, call: MeteredCall, exc: BaseException) -> None:
         """A capture was refused (account frozen, funds withdrawn): end the call, settle what was used."""

@@ -420,7 +420,10 @@ def screen(conf, agi_status: str, sets: dict[str, str], inherited: dict[str, str
     ("SUCCESS", {"GOSUB_RESULT": "BUSY"}, None, "BUSY"),             # refusal chosen by the controller
     ("SUCCESS", {}, None, "ABORT"),                                  # AGI ended without a decision
     ("SUCCESS", {}, {"SCREEN_RESULT": "ACCEPTED"}, "ABORT"),         # an inherited value does not count
-    ("FAILURE", {"SCREEN_RESULT": "ACCEPTED"}, None, "ABORT"),       # controller unreachable / crashed
+    ("FAILURE", {}, None, "ABORT"),                                  # controller unreachable / crashed
+    # An earlier prompt failed (AGISTATUS FAILURE), then the recipient accepted: ACCEPTED is the AGI's
+    # last command, sent once the acceptance (billing start) is stored, so the call must bridge.
+    ("FAILURE", {"SCREEN_RESULT": "ACCEPTED"}, None, ""),
     ("HANGUP", {}, None, "ABORT"),
     ("NOTFOUND", {}, None, "ABORT"),
 ])

@@ -34,12 +34,34 @@ def test_accepted_call_is_billed_from_acceptance(tmp_path: Path, redis_url: str)
             assert result.variables.get("CALL_SETTLED") == "1" and result.hangup_agi == []
             rec = h.record_for(MARIA)
             assert rec["outcome"] == "completed" and rec["recorded"] and not rec["privileged"]
-            # Billing starts at acceptance: ~150 s of talk plus the call_accepted prompt, not the
-            # ~20 s of screening before it (ANSWEREDTIME would include those).
-            assert 150 <= rec["billed_seconds"] <= 165
+            # Billing starts at acceptance, stored after the call_accepted prompt and just before the
+            # bridge: the 150 s of talk, not the ~20 s of screening or the prompt (ANSWEREDTIME would
+            # include those).
+            assert 150 <= rec["billed_seconds"] <= 151
             assert rec["amount"] == 26                                # 3 minutes at 8.56 c
             assert await h.posted(account) == 500 - 26
             assert await h.available(account) == 500 - 26            # hold released
+    run(go())
+
+
+def test_a_name_asterisk_cannot_record_does_not_stop_the_call(tmp_path: Path, redis_url: str) -> None:
+    # RECORD FILE into a directory Asterisk cannot write answers 200 result=-1 (writefile): the
+    # recipient then hears the announcement without the name, and the call goes on as usual.
+    from callcontrol.sim import SimConfig
+
+    async def go() -> None:
+        config = SimConfig(hangup_agi="hangup", writable_dirs=set())
+        async with running(tmp_path, redis_url, sim_config=config) as h:
+            account = await seed(h.ledger, MARIA, 500)
+            result = await h.call(handset("3125551234"), Recipient(MARIA, keys="1", talk=30))
+            dial = result.last_dial
+            assert dial is not None and dial.bridge_start is not None
+            heard = dial.recipient_prompts
+            assert prompt_ids(heard)[:2] == ["prepaid_call_from", "an_inmate_at"]
+            assert not [p for p in heard if "/names/" in p]
+            rec = h.record_for(MARIA)
+            assert rec["outcome"] == "completed" and rec["amount"] == 9
+            assert await h.posted(account) == 500 - 9
     run(go())
 
 
@@ -178,6 +200,34 @@ def test_caller_hangs_up_during_screening(tmp_path: Path, redis_url: str) -> Non
             assert dial is not None and dial.bridge_start is None
             rec = h.record_for(MARIA)
             assert rec["amount"] == 0 and rec["outcome"] in ("refused", "failed")
+            await h.quiesce()
+            assert await h.posted(account) == 500 and await h.available(account) == 500
+    run(go())
+
+
+def test_caller_hangs_up_during_screening_then_the_recipient_accepts(tmp_path: Path, redis_url: str) -> None:
+    # Asterisk runs the recipient's screening to its end although the inmate has hung up (the inmate's
+    # AGI hears of it only when Dial returns): AMI's HangupRequest fixes the call's end at once, so the
+    # recipient's late 1 neither connects nor bills.
+    async def go() -> None:
+        async with running(tmp_path, redis_url) as h:
+            account = await seed(h.ledger, MARIA, 500)
+            task = h.sim.start_call("FAC-07", "0701", extension="0701", handset=handset("3125551234"),
+                                    recipient=Recipient(MARIA, keys="1", key_delay=8, ring=2))
+            for _ in range(2000):
+                live = await h.controller.store.live_calls()
+                state = await h.controller.store.get(live[0][0]) if live else None
+                if state is not None and state.answered_at:
+                    break
+                await asyncio.sleep(0.005)
+            caller = next(c for c in h.sim.channels.values() if c.role == "caller")
+            caller.soft_hangup(16, "handset")
+            result = await task
+            dial = result.last_dial
+            assert dial is not None and dial.bridge_start is None
+            assert "1" in dial.recipient_keys                  # the recipient did press 1, late
+            rec = h.record_for(MARIA)
+            assert rec["amount"] == 0 and rec["billed_seconds"] == 0 and rec["accepted_at"] in ("", None)
             await h.quiesce()
             assert await h.posted(account) == 500 and await h.available(account) == 500
     run(go())

@@ -56,6 +56,9 @@ class FlowContext:
     sessions: dict[str, asyncio.Event] = field(default_factory=dict)
     # caller channel -> call id, for calls this process meters without a session (recovered)
     orphans: dict[str, str] = field(default_factory=dict)
+    # caller channel -> call id while its inmate session waits in EXEC Dial: Asterisk tells the AGI of a
+    # caller's hang-up only when Dial returns, AMI tells it at once (HangupRequest)
+    dialling: dict[str, str] = field(default_factory=dict)
     # settlements in progress at once: when every call ends together (a trunk failure) the rest wait
     # their turn, so each loop turn and each Redis pipeline stays small (docs/performance.md)
     settling: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SETTLE_CONCURRENCY))

@@ -287,7 +287,14 @@ async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bo
     dial_ended: float | None = None
     try:
         await _play(ctx, ch, att.lang, "record_name")
-        await ch.record_file(state.name_file, "wav", "#", ctx.name_record_ms, beep=True)
+        try:
+            await ch.record_file(state.name_file, "wav", "#", ctx.name_record_ms, beep=True)
+        except AGIError as exc:
+            # Asterisk could not write the file (no such directory, disk full) or play its beep: the
+            # recipient hears "a prepaid call from an inmate at ..." without the name; the call goes on.
+            bound.warning("name_not_recorded", detail=str(exc)[:200])
+            state.name_file = ""
+            await ctx.store.update(att.call_id, name_file="")
         await ch.set_variable("CALL_ID", att.call_id)
         if not att.privileged:
             await ch.exec("MixMonitor", f"{ctx.settings.recording_dir}/{att.call_id}.wav")
@@ -300,7 +307,11 @@ async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bo
         if ctx.on_dial is not None:
             ctx.on_dial(time.perf_counter() - att.t0)
         bound.info("dialling", seconds=state.max_seconds, hold=state.hold_amount, privileged=att.privileged)
-        await ch.exec("Dial", args)
+        ctx.dialling[ch.channel_name] = att.call_id
+        try:
+            await ch.exec("Dial", args)
+        finally:
+            ctx.dialling.pop(ch.channel_name, None)
         dial_ended = ctx.clock.now()
         dial_status = await ch.get_variable("DIALSTATUS")
         dialled = True

@@ -4,7 +4,8 @@ agi_arg_1 = call id) on the called channel after it answers and before the bridg
 The call is found by its id in Redis call state, so this AGI may land on any controller instance. The
 recipient hears who is calling, from where, the recording (or privileged) notice, the rate and their
 balance, then presses 1 (accept), 2 (refuse) or 9 (block this facility); `*` repeats. Three tries;
-silence or a hang-up refuses. Acceptance is the billing start: it is stored once and metering begins.
+silence or a hang-up refuses. Acceptance is the billing start: stored once, after the confirmation
+prompt and just before the bridge, and metering begins.
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ async def screen(ctx: FlowContext, ch: Any) -> None:
             prompt = "no_input_refused" if result is ScreenResult.NO_INPUT else "call_refused_recipient"
             await ch.stream_file(ctx.speech.prompt(prompt, state.lang), "")
     except AGIHangup:
-        if result is ScreenResult.HANGUP:
+        # A recipient who hangs up before acceptance was stored (even during the confirmation
+        # prompt after pressing 1) was never connected.
+        if result is ScreenResult.HANGUP or (result is ScreenResult.ACCEPTED and not state.accepted_at):
             await ctx.store.update(call_id, screen_result=str(ScreenResult.HANGUP))
         bound.info("screen_hangup", result=str(result))
     except AGIError as exc:
@@ -120,14 +123,19 @@ async def _reject(ch: Any) -> None:
 
 
 async def _accept(ctx: FlowContext, ch: Any, state: CallState) -> None:
-    await ch.set_variable("SCREEN_RESULT", "ACCEPTED")
+    """Billing starts when the bridge is at hand: after the confirmation prompt (a recipient who hangs
+    up during it, or a prompt that fails, is never billed), and only if the caller is still there."""
+    await ch.stream_file(ctx.speech.prompt("call_accepted", state.lang), "")
     accepted_at = await ctx.store.accept(state.call_id, ctx.clock.now())
+    state.accepted_at = accepted_at or 0.0
     if accepted_at is None:       # the caller hung up meanwhile: nothing to connect, nothing to bill
+        log.info("screen_caller_gone", call_id=state.call_id)
+        await _reject(ch)
         return
     quote = ctx.quote_for(state)
     ctx.meter.start(MeteredCall(state.call_id, state.account, accepted_at, state.increment,
                                 quote.increment_charge, state.hold_amount))
-    await ch.stream_file(ctx.speech.prompt("call_accepted", state.lang), "")
+    await ch.set_variable("SCREEN_RESULT", "ACCEPTED")     # the last command: Dial bridges next
 
 
 async def _block(ctx: FlowContext, ch: Any, state: CallState) -> None:

@@ -505,6 +505,9 @@ class AgiSession:
         except ValueError:
             return Outcome(wire.usage_520("RECORD FILE"), code=520)
         beep = any(a.upper() == "BEEP" for a in args[6:])
+        writable = self.sim.config.writable_dirs
+        if writable is not None and args[2].rpartition("/")[0] not in writable:
+            return Outcome(wire.reply(-1, "(writefile)"))
         self.chan.recordings.append(f"{args[2]}.{args[3]}")
         now = 0.0
         if beep:

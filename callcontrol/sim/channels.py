@@ -161,6 +161,11 @@ class Channel:
         self.dead = True
         self.hangupcause = cause or self.hangupcause
         self.hangup_by = self.hangup_by or by
+        if by == "handset" and self.role == "caller":
+            # The facility phone (the Local pair's ;1) hung up: Asterisk queues a hang-up on ;2 and says
+            # so on AMI at once (ami-caller-hangup.txt), while the AGI on ;2 hears of it only when its
+            # running command (EXEC Dial, with the recipient's screening inside) returns.
+            self.event("HangupRequest", "call,all", [("Cause", str(self.hangupcause))])
         if self._hangup_fut is not None and not self._hangup_fut.done():
             self._hangup_fut.set_result(None)
 

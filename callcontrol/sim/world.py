@@ -53,6 +53,9 @@ class SimConfig:
     handset_context: tuple[str, str] | None = None  # dialplan the ;1 (handset) half runs, for events
     prompts: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PROMPTS))
     known_prompts: set[str] | None = None  # if set, other prompts fail (-1 endpos=0)
+    # if set, RECORD FILE into any other directory fails as Asterisk's does when it cannot create the
+    # file (it never makes directories): 200 result=-1 (writefile)
+    writable_dirs: set[str] | None = None
     default_prompt_seconds: float = 1.0
     answer_media_wait: float = 0.5
     uniqueid_start: int = 0
