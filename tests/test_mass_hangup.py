@@ -224,3 +224,33 @@ async def _accepted_calls(ctx: FlowContext, n: int, now: float) -> list[str]:
             return call_id
 
     return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+def test_a_hold_voided_unused_still_lets_its_call_settle(redis_url: str) -> None:
+    # store.create timed out after writing (the call is in the live index) and the inmate flow voided
+    # the unused hold; recovery's settlement voids it again under its own reason: that must count as
+    # done, not fail on the reused operation id at every recovery round.
+    from callcontrol.flows.inmate_call import Attempt, _release_unused
+
+    async def main() -> None:
+        ctx = await _flow_context(redis_url, timeout=2.0)
+        try:
+            now = ctx.clock.now()
+            account = await ctx.ledger.open_account("open-void", "FAC-07", "+13125550777")
+            await ctx.ledger.deposit("dep-void", account, 5000)
+            await ctx.ledger.hold("c777:hold", account, "c777", 600, lease_seconds=3600)
+            await ctx.store.create(CallState(
+                call_id="c777", facility_id="FAC-07", dialled="3125550777", e164="+13125550777",
+                account=account, hold_amount=600, max_seconds=3000, increment=60, quoted_at=now - 10,
+                dial_at=now - 5, created_at=now - 20,
+            ), lease_expires_at=now + 3600, ttl_seconds=3600)
+            await _release_unused(ctx, Attempt(call_id="c777", facility_id="FAC-07", station="0701",
+                                               started_at=now - 20, account=account))
+            settled = await settle_call(ctx, "c777", now, "recovery")
+            assert settled is not None and settled[0].settled and settled[0].settled_total == 0
+            assert (await ctx.ledger.balance(account)).available == 5000
+        finally:
+            await ctx.ledger.close()
+            await ctx.store.close()
+
+    asyncio.run(main())
