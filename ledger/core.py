@@ -91,8 +91,10 @@ class Ledger:
         return len(keys) + 3, bulk(str(len(keys)), *keys, scope, self._ttl)
 
     async def _run(self, name: str, slot: int, head: tuple[int, bytes], scope: str, op_id: str,
-                   fp_parts: tuple[str, ...], args: tuple[str, ...], now: float | None = None) -> str:
-        now_ms = str(int((time.time() if now is None else now) * 1000))
+                   fp_parts: tuple[str, ...], args: tuple[str, ...], now: float | None = None,
+                   ms: int | None = None) -> str:
+        """`now` (s) or `ms` (the same in whole ms, as given) is the script's clock; default time.time()."""
+        now_ms = str(ms if ms is not None else int((time.time() if now is None else now) * 1000))
         fp = fingerprint(name, scope, *fp_parts)
         count, packed = head
         reply = await self._t.run(SCRIPTS[name], slot, count + 3 + len(args),
@@ -241,24 +243,33 @@ class Ledger:
     async def reap_expired(self, now: float | None = None) -> list[HoldState]:
         """Void every pending hold whose lease has passed, flagged for review; returns those holds.
 
-        Also drops the records of holds resolved longer ago than the idempotency TTL."""
-        now = time.time() if now is None else now
+        Also drops the records of holds resolved longer ago than the idempotency TTL.
+
+        One cutoff in whole ms serves both the queue query and the script, so every hold listed as due is
+        due for the script too (a rounded query bound once listed holds the script then kept, and the
+        loop fetched them again for ever). Should a round still remove nothing, the loop stops."""
+        ms = int((time.time() if now is None else now) * 1000)
+        cutoff = f"{ms // 1000}.{ms % 1000:03d}"
         reaped: list[HoldState] = []
         for part, keys in enumerate(self._keys):
+            previous: list[str] | None = None
             while True:
                 members = await self._t.command(self._slots[part], "ZRANGEBYSCORE", keys.hexp, "-inf",
-                                                f"{now:.3f}", "LIMIT", "0", str(REAP_BATCH))
-                done = await asyncio.gather(*(self._expire(part, keys, m, now) for m in members))
+                                                cutoff, "LIMIT", "0", str(REAP_BATCH))
+                if not members or members == previous:      # the last round removed nothing
+                    break
+                done = await asyncio.gather(*(self._expire(part, keys, m, ms) for m in members))
                 reaped += [h for h in done if h is not None]
                 if len(members) < REAP_BATCH:
                     break
+                previous = members
         return reaped
 
-    async def _expire(self, part: int, keys: Keys, member: str, now: float) -> HoldState | None:
+    async def _expire(self, part: int, keys: Keys, member: str, ms: int) -> HoldState | None:
         account_id, _, hold_id = member.partition("|")
         head = self._head((keys.account(account_id), keys.journal, keys.hexp), account_id)
         res = await self._run("expire", self._slots[part], head, account_id, f"!expire:{hold_id}",
-                              (hold_id,), (hold_id,), now=now)
+                              (hold_id,), (hold_id,), ms=ms)
         return None if res == "-" else parse_hold(account_id, hold_id, res)
 
     # --- call records and number blocks -----------------------------------------------------------

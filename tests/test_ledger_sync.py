@@ -3,6 +3,7 @@ PostgreSQL (the `sql_url` fixture) against a real redis-server."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 
 from callcontrol.cli import build_parser
 from callcontrol.config import Settings
-from ledger import HoldNotPending, IdConflict
+from ledger import HoldNotPending, IdConflict, Ledger
 from ledger.apply import apply_entries
 from ledger.core import DEFAULT_IDEMPOTENCY_TTL
 from ledger.facade import SyncLedger
@@ -316,6 +317,33 @@ def test_reaper_voids_expired_holds_and_flags_them(led: SyncLedger, worker: Sync
     assert (entry.op_id, entry.hold_id, entry.text1) == ("!expire:stuck", "stuck", "lease expired")
     assert [h.hold_id for h in led.reap_expired(time.time() + 7_200)] == ["fresh"]
     assert led.balance(a).held == 0
+
+
+def test_reaper_ends_when_listed_holds_are_not_yet_due(led: SyncLedger,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full batch of holds the queue query lists but the script does not expire must not make
+    reap_expired fetch the same batch for ever. With REAP_BATCH = 1, one hold is a full batch."""
+    monkeypatch.setattr("ledger.core.REAP_BATCH", 1)
+    a = led.open_account("o1", FAC, "+13125550111")
+    led.deposit("d1", a, 2_000)
+    led.hold("h1", a, "gap", 100, lease_seconds=60)
+    expires = led.hold_info(a, "gap").expires_at                     # type: ignore[union-attr]
+
+    def reap(now: float) -> list[str]:
+        return [h.hold_id for h in led.run(asyncio.wait_for(led.ledger.reap_expired(now), 3))]
+
+    # 0.4 ms before the lease end: "%.3f" rounds up to it, whole ms do not. Not due, and no loop.
+    assert reap(expires - 0.0004) == []
+    assert led.hold_info(a, "gap").status == "pending"               # type: ignore[union-attr]
+    assert reap(expires) == ["gap"]                                  # due at its lease end
+    # Belt and braces: a round that removes nothing ends the loop, whatever the reason.
+    led.hold("h2", a, "kept", 100, lease_seconds=60)
+
+    async def keep(*_: object) -> None:
+        return None
+
+    monkeypatch.setattr(Ledger, "_expire", keep)
+    assert reap(time.time() + 120) == []
 
 
 def _settings(redis_url: str, sql_url: str) -> Settings:
