@@ -63,7 +63,7 @@ class Ledger:
             raise ValueError("partitions must be >= 1")
         self._t = transport
         self.partitions = partitions
-        self.max_amount = max_amount
+        self.max_amount = v.check_max_amount(max_amount)
         self._ttl = str(int(idempotency_ttl))
         self._keys = [Keys(p) for p in range(partitions)]
         self._slots = [key_slot(k.journal) for k in self._keys]
@@ -73,6 +73,7 @@ class Ledger:
     async def connect(cls, url: str, *, partitions: int = 16, max_amount: int = 100_000,
                       cluster: bool = False, idempotency_ttl: int = DEFAULT_IDEMPOTENCY_TTL,
                       timeout: float = 5.0) -> Ledger:
+        v.check_max_amount(max_amount)        # before connecting: a refused Ledger leaves nothing open
         transport = await open_transport(url, cluster=cluster, timeout=timeout)
         return cls(transport, partitions=partitions, max_amount=max_amount, idempotency_ttl=idempotency_ttl)
 

@@ -14,6 +14,10 @@ MAX_TEXT = 512          # reasons, sources, references, owner names
 MAX_META_ITEMS = 16
 MAX_META_TEXT = 256
 MAX_LEASE_SECONDS = 7 * 86400
+# The largest max_amount a Ledger accepts: far above any prepaid payment, and far below 2**53, the point
+# where Redis' Lua (doubles) stops counting cents exactly; deposit.lua and adjust.lua also refuse a
+# posted balance above 2**53 - 1.
+MAX_AMOUNT_CEILING = 10**12
 
 
 def check_id(value: object, what: str = "id") -> str:
@@ -30,6 +34,14 @@ def check_amount(value: object, max_amount: int, what: str = "amount") -> int:
         raise BadAmount(f"{what} must be positive, got {value}")
     if value > max_amount:
         raise BadAmount(f"{what} {value} exceeds the ceiling of {max_amount} cents")
+    return value
+
+
+def check_max_amount(value: object) -> int:
+    """A configured max_amount (Settings.max_amount): an int in 1..MAX_AMOUNT_CEILING, else ValueError."""
+    if type(value) is not int or not 1 <= value <= MAX_AMOUNT_CEILING:
+        raise ValueError(f"max_amount must be an integer number of cents in 1..{MAX_AMOUNT_CEILING}"
+                         f" (10**12), got {value!r:.40}")
     return value
 
 

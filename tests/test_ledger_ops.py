@@ -191,6 +191,33 @@ def test_adjust_needs_a_reason_and_never_overdraws(led: SyncLedger, acct: str) -
     assert led.adjust("a2", fresh, 250, reason="goodwill credit").state == "active"
 
 
+def test_max_amount_above_ten_to_the_twelve_is_refused(redis_url: str) -> None:
+    """Lua counts in doubles: a ceiling near 2**53 would let single amounts lose cents."""
+    for bad in (10**12 + 1, 10**17, 0, 1.5, "100"):
+        with pytest.raises(ValueError, match="max_amount"):
+            SyncLedger(redis_url, max_amount=bad)
+    with SyncLedger(redis_url, max_amount=10**12) as big:
+        a = big.open_account("o1", FAC, NUM)
+        assert big.deposit("d1", a, 10**12).posted == 10**12
+
+
+def test_posted_never_passes_two_to_the_53(led: SyncLedger, acct: str, redis_url: str) -> None:
+    """A deposit or adjust that would take posted above 2**53 - 1 (where Lua's doubles stop counting
+    every cent) is refused with BadAmount and changes nothing; up to it, every cent counts."""
+    top = 2**53 - 1
+    redis.Redis.from_url(redis_url).hset(_key(acct), "p", str(top - 10))   # a balance built up over time
+    before = dump(redis_url)
+    for call in (lambda: led.deposit("d-over", acct, 11), lambda: led.adjust("a-over", acct, 11, reason="x")):
+        with pytest.raises(BadAmount, match="2\\^53-1"):
+            call()
+    assert dump(redis_url) == before
+    assert led.deposit("d-top", acct, 5).posted == top - 5
+    assert led.adjust("a-top", acct, 5, reason="credit").posted == top              # exactly, odd
+    assert led.adjust("a-down", acct, -1, reason="fee").posted == top - 1
+    with pytest.raises(BadAmount):
+        led.deposit("d-over", acct, 2)
+
+
 def test_old_records_are_compacted_away(redis_url: str) -> None:
     """Idempotency records and resolved holds older than the TTL leave the account's hash."""
     with SyncLedger(redis_url, idempotency_ttl=1) as short:
