@@ -228,7 +228,8 @@ def ledger_machine(redis_url: str, sql_url: str) -> type[RuleBasedStateMachine]:
                 self.run(lambda op: led.unfreeze(op, a), expected)
                 m.state = "active" if expected is None and m.state == "frozen" else m.state
             elif action == "close":
-                expected = AccountNotEmpty if m.held or m.posted else None
+                pending = any(k[0] == a and x.status == "pending" for k, x in self.model.holds.items())
+                expected = AccountNotEmpty if m.held or m.posted or pending else None
                 self.run(lambda op: led.close_account(op, a), expected)
                 m.state = "closed" if expected is None else m.state
             else:

@@ -178,6 +178,22 @@ def test_close_needs_an_empty_account_and_refuses_everything_after(led: SyncLedg
     assert led.balance(acct).state == "opened"
 
 
+def test_close_waits_for_a_pending_hold_even_when_fully_captured(led: SyncLedger, redis_url: str) -> None:
+    """A hold captured in full holds nothing, but its call is still running: the account stays open."""
+    a = led.open_account("o1", FAC, NUM)
+    led.deposit("d1", a, 100)
+    led.hold("h1", a, "call-1", 100, lease_seconds=600)
+    led.capture("c1", a, "call-1", 100)
+    b = led.balance(a)
+    assert (b.posted, b.held) == (0, 0)
+    before = dump(redis_url)
+    with pytest.raises(AccountNotEmpty, match="call-1"):
+        led.close_account("x1", a)
+    assert dump(redis_url) == before                                # refused: nothing changed
+    led.settle("s1", a, "call-1", 100)
+    assert led.close_account("x1", a).state == "closed"             # the same id, once it is settled
+
+
 def test_adjust_needs_a_reason_and_never_overdraws(led: SyncLedger, acct: str) -> None:
     with pytest.raises(BadInput):
         led.adjust("a1", acct, 100, reason="")
