@@ -64,6 +64,36 @@ def test_open_is_idempotent_and_funding_activates(led: SyncLedger) -> None:
     assert (b.posted, b.held, b.available, b.state) == (2_500, 0, 2_500, "active")
 
 
+def test_opening_an_open_account_and_closing_a_closed_one_change_nothing(led: SyncLedger,
+                                                                         redis_url: str) -> None:
+    """No new version and no journal entry (docs: "changes nothing"); the result is the same as before,
+    and the op id keeps it for replays."""
+    from ledger.keys import Keys
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    a = led.open_account("o1", FAC, NUM)
+    led.deposit("d1", a, 100)
+
+    def version_and_journal() -> tuple[str, int]:
+        return r.hget(_key(a), "v"), sum(r.xlen(Keys(p).journal) for p in range(16))
+
+    before = version_and_journal()
+    assert led.open_account("o2", FAC, NUM, "someone else") == a
+    assert version_and_journal() == before
+    assert led.balance(a).state == "active"
+    assert r.hget(_key(a), "o") == ""                               # the owner is not changed either
+    led.refund("r1", a, 100)
+    led.close_account("x1", a)
+    before = version_and_journal()
+    b = led.close_account("x2", a)
+    assert (b.posted, b.held, b.state) == (0, 0, "closed")
+    assert version_and_journal() == before
+    led.open_account("o3", FAC, NUM)                                # reopened
+    assert led.close_account("x2", a).state == "closed"             # a replay: its first result...
+    assert led.balance(a).state == "opened"                         # ...and the account stays open
+    with pytest.raises(IdConflict):
+        led.close_account("x2", a, reason="other")
+
+
 def test_hold_capture_settle(led: SyncLedger, acct: str) -> None:
     b = led.hold("h1", acct, "call-1", 3_000, lease_seconds=600, meta={"call_id": "call-1"})
     assert (b.posted, b.held, b.available) == (10_000, 3_000, 7_000)
