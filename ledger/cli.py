@@ -260,7 +260,9 @@ def cmd_statement(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.journal import decode
+    """The account's last `--limit` journal entries in journal order: by stream id compared as numbers
+    (ms, then sequence), not by the writers' clocks (`ts`) nor as text ("…-10" before "…-9")."""
+    from ledger.journal import decode, sortable_id
     from ledger.sql import journal
     account = _account(args.account)
     if not args.no_sync:
@@ -269,9 +271,9 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     try:
         with engine.connect() as conn:
-            rows = list(conn.execute(select(journal).where(journal.c.scope == account)
-                                     .order_by(journal.c.ts.desc(), journal.c.stream_id.desc())
-                                     .limit(args.limit)).mappings())[::-1]
+            rows = sorted(conn.execute(select(journal).where(journal.c.scope == account)).mappings(),
+                          key=lambda r: (sortable_id(r["stream_id"]), r["partition"]))
+        rows = rows[-args.limit:] if args.limit > 0 else []
     finally:
         engine.dispose()
     out = []

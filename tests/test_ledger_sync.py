@@ -19,7 +19,7 @@ from ledger import HoldNotPending, IdConflict, Ledger
 from ledger.apply import apply_entries
 from ledger.core import DEFAULT_IDEMPOTENCY_TTL
 from ledger.facade import SyncLedger
-from ledger.journal import decode
+from ledger.journal import decode, sortable_id
 from ledger.keys import Keys, account_id_for, partition_of
 from ledger.reconcile import rebuild, reconcile, redis_accounts, redis_holds
 from ledger.redisclient import connect_sync
@@ -409,6 +409,30 @@ def test_rebuild_restores_balances_open_holds_and_replays(led: SyncLedger, redis
     led.deposit("d-after", accounts[3], 100)
     assert cli(settings, "reconcile") == 0
     r.close()
+
+
+def test_history_follows_the_journal_not_the_clocks(led: SyncLedger, redis_url: str, sql_url: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Stream ids compare as numbers ("…-9" before "…-10"); the writers' ts may run backwards."""
+    a = led.open_account("o1", FAC, "+13125550150")
+    for i in range(3):
+        led.deposit(f"d{i}", a, 100 + i)
+    settings = _settings(redis_url, sql_url)
+    assert cli(settings, "sync") == 0
+    found = rows(sql_url, f"select partition, stream_id from ledger_journal where scope = '{a}'")
+    found.sort(key=lambda r: sortable_id(str(r[1])))                  # journal order: o1, d0, d1, d2
+    for (part, sid), seq, ts in zip(found, (8, 9, 10, 11), (4_000, 3_000, 2_000, 1_000), strict=True):
+        execute(sql_url, f"update ledger_journal set stream_id = '1700000000000-{seq}', ts = {ts} "
+                         f"where partition = {part} and stream_id = '{sid}'")
+    capsys.readouterr()
+
+    def history(*extra: str) -> list[str]:
+        assert cli(settings, "history", a, "--no-sync", *extra) == 0
+        last = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if line.strip()]
+        return [op_id for op_id in last if op_id in ("o1", "d0", "d1", "d2")]
+
+    assert history() == ["o1", "d0", "d1", "d2"]
+    assert history("--limit", "2") == ["d1", "d2"]                    # the last ones
 
 
 def test_cli_money_and_errors(redis_url: str, sql_url: str, capsys: pytest.CaptureFixture[str]) -> None:
