@@ -11,6 +11,8 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from ledger.validate import check_max_amount
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "CALLCONTROL_"
 
@@ -74,4 +76,6 @@ def load_settings(env: dict[str, str] | None = None, path: str | Path | None = N
         raw = env.get(PREFIX + name.upper())
         if raw is not None:
             values[name] = _coerce(name, raw)
-    return replace(Settings(), **values)
+    settings = replace(Settings(), **values)
+    check_max_amount(settings.max_amount)    # a clear error at start-up, before anything connects
+    return settings

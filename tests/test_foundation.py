@@ -158,3 +158,9 @@ def test_tune_gc_freezes_the_start_up_heap_and_raises_the_young_threshold() -> N
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     frozen, young, middle, old, middle0, old0 = (int(x) for x in out.split())
     assert frozen > 1000 and young == 12345 and (middle, old) == (middle0, old0)
+
+
+def test_max_amount_beyond_exact_integer_money_is_refused_at_load() -> None:
+    with pytest.raises(ValueError, match="max_amount"):
+        load_settings(env={"CALLCONTROL_MAX_AMOUNT": str(10**17)})
+    assert load_settings(env={"CALLCONTROL_MAX_AMOUNT": "250000"}).max_amount == 250_000
