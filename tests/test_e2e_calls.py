@@ -6,6 +6,7 @@ import asyncio
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from callcontrol.sim import Handset, HangUp, Recipient
 from tests.e2e_support import PIN, handset, prompt_ids, running, seed
@@ -180,6 +181,18 @@ def test_two_simultaneous_calls_only_one_connects(tmp_path: Path, redis_url: str
     run(go())
 
 
+async def _hang_up_once_the_recipient_answered(h: Any) -> None:
+    """The inmate hangs up the facility phone while the recipient hears the screening."""
+    for _ in range(2000):
+        live = await h.controller.store.live_calls()
+        state = await h.controller.store.get(live[0][0]) if live else None
+        if state is not None and state.answered_at:
+            break
+        await asyncio.sleep(0.005)
+    caller = next(c for c in h.sim.channels.values() if c.role == "caller")
+    caller.soft_hangup(16, "handset")
+
+
 def test_caller_hangs_up_during_screening(tmp_path: Path, redis_url: str) -> None:
     async def go() -> None:
         async with running(tmp_path, redis_url) as h:
@@ -187,14 +200,7 @@ def test_caller_hangs_up_during_screening(tmp_path: Path, redis_url: str) -> Non
             # The recipient listens without pressing; the inmate gives up during the announcement.
             task = h.sim.start_call("FAC-07", "0701", extension="0701", handset=handset("3125551234"),
                                     recipient=Recipient(MARIA, keys="", ring=2))
-            for _ in range(500):
-                live = await h.controller.store.live_calls()
-                state = await h.controller.store.get(live[0][0]) if live else None
-                if state is not None and state.answered_at:
-                    break
-                await asyncio.sleep(0.01)
-            caller = next(c for c in h.sim.channels.values() if c.role == "caller")
-            caller.soft_hangup(16, "handset")
+            await _hang_up_once_the_recipient_answered(h)
             result = await task
             dial = result.last_dial
             assert dial is not None and dial.bridge_start is None
@@ -214,14 +220,7 @@ def test_caller_hangs_up_during_screening_then_the_recipient_accepts(tmp_path: P
             account = await seed(h.ledger, MARIA, 500)
             task = h.sim.start_call("FAC-07", "0701", extension="0701", handset=handset("3125551234"),
                                     recipient=Recipient(MARIA, keys="1", key_delay=8, ring=2))
-            for _ in range(2000):
-                live = await h.controller.store.live_calls()
-                state = await h.controller.store.get(live[0][0]) if live else None
-                if state is not None and state.answered_at:
-                    break
-                await asyncio.sleep(0.005)
-            caller = next(c for c in h.sim.channels.values() if c.role == "caller")
-            caller.soft_hangup(16, "handset")
+            await _hang_up_once_the_recipient_answered(h)
             result = await task
             dial = result.last_dial
             assert dial is not None and dial.bridge_start is None
