@@ -124,6 +124,7 @@ class AGIChannel:
         self._lock = asyncio.Lock()
         self._assembler = ReplyAssembler()
         self._pending: asyncio.Future[AGIReply] | None = None
+        self._pending_sensitive = False   # the outstanding command reads secrets (card, CVV, PIN)
         self._broken: str | None = None
         self._closed = False
         self._input_done = False          # EOF, connection lost or protocol error: no more replies
@@ -187,8 +188,11 @@ class AGIChannel:
         """Garbage, an unsolicited reply or an over-long line: the session cannot be trusted any more."""
         if self._input_done:
             return
-        self._broken = str(exc)
-        self._log.warning("agi.protocol_error", error=str(exc))
+        # A malformed reply to a command reading secrets may hold them (an expiry or CVV is not
+        # something the log redactor can recognise): say only that it was malformed.
+        self._broken = ("malformed reply to a sensitive command" if self._pending is not None
+                        and self._pending_sensitive else str(exc))
+        self._log.warning("agi.protocol_error", error=self._broken)
         self._transport.abort()
         self._end_input("protocol-error")
 
@@ -227,6 +231,7 @@ class AGIChannel:
                 raise AGIHangup("connection closed")
             fut: asyncio.Future[AGIReply] = self._loop.create_future()
             self._pending = fut
+            self._pending_sensitive = sensitive
             if not sensitive:
                 self._log_debug("agi.command", line=line)
             wait = self._command_timeout if timeout is None else timeout

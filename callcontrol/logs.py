@@ -1,6 +1,7 @@
 """structlog set-up with a redaction processor.
 
-Card numbers (Luhn-valid runs of 13-19 digits), CVVs, PINs and secrets never reach a log. The redactor
+Card numbers (Luhn-valid runs of 13-19 digits, spaced or not, alone or run together with an expiry),
+expiry dates, CVVs, PINs and secrets never reach a log. The redactor
 runs last before rendering, after exception formatting, so tracebacks are scrubbed too, and tracebacks
 never include local variables.
 """
@@ -16,14 +17,24 @@ from typing import Any
 import structlog
 
 MASK = "***"
+# Names whose values are secret. Broad on purpose for AGI variable names (agi.py skips the debug lines
+# of commands that touch them); log keys use _LOG_KEY, which matches at the start of a word so that
+# `company`, `mapping` or `discard` stay readable while `card_number`, `cvv2` or `ami_secret` do not.
 SENSITIVE_KEYS = re.compile(
     r"(pin|passcode|cvv|cvc|cvv2|secret|password|passwd|card|pan|token|auth)", re.IGNORECASE
 )
+_LOG_KEY = re.compile(
+    r"(?i)(?:^|[^a-z])(?:pin|passcode|cvv|cvc|secret|passw|card|pan(?![a-z])|token|auth"
+    r"|exp(?:iry|iration|ires)?(?![a-z]))"
+)
 _KV = re.compile(
-    r"(?i)\b(pin|passcode|cvv2?|cvc|secret|password|passwd|card(?:_?number)?|pan|token)"
+    r"(?i)\b(pin|passcode|cvv2?|cvc|secret|password|passwd|card(?:_?number)?|pan|token"
+    r"|exp(?:iry|iration)?(?:_?date)?|mmyy)"
     r"(\s*[:=]\s*|\s+)(['\"]?)([^\s'\",;&)]+)"
 )
-_DIGIT_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# Digit runs that may hold a card number: 13-19 digits, spaced or dashed in groups, or run together
+# with an expiry or CVV after them (up to 23 digits).
+_DIGIT_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,22}\d(?!\d)")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -38,26 +49,38 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _holds_card(digits: str) -> bool:
+    """A Luhn-valid card number of 13-19 digits, alone or followed by up to 4 more (expiry, CVV); or any
+    run of 16-19 digits, which is a card's length even when mistyped (nothing else we log is that long:
+    E.164 numbers and Asterisk thread ids stop at 15, ms timestamps at 13)."""
+    if 16 <= len(digits) <= 19:
+        return True
+    return any(luhn_ok(digits[:n]) for n in range(13, min(19, len(digits)) + 1) if len(digits) - n <= 4)
+
+
 def redact_text(text: str) -> str:
-    """Mask key=value secrets and Luhn-valid card numbers inside free text."""
-    text = _KV.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{MASK}", text)
+    """Mask card numbers (first, so a spaced number after "card" goes whole) and key=value secrets."""
 
     def card(m: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", m.group(0))
-        return MASK if 13 <= len(digits) <= 19 and luhn_ok(digits) else m.group(0)
+        return MASK if _holds_card(re.sub(r"\D", "", m.group(0))) else m.group(0)
 
-    return _DIGIT_RUN.sub(card, text)
+    text = _DIGIT_RUN.sub(card, text)
+    return _KV.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{MASK}", text)
 
 
-def redact_value(key: str | None, value: Any) -> Any:
-    if key is not None and SENSITIVE_KEYS.search(key) and not isinstance(value, Mapping | list | tuple):
+def redact_value(key: str | None, value: Any, *, secret: bool = False) -> Any:
+    """`secret`: under a sensitive key, every leaf is masked, however deep (a CVV in a list too)."""
+    secret = secret or (key is not None and _LOG_KEY.search(key) is not None)
+    if isinstance(value, Mapping):
+        return {k: redact_value(str(k), v, secret=secret) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact_value(None, v, secret=secret) for v in value)
+    if secret:
         return MASK if value not in (None, "") else value
+    if isinstance(value, bytes | bytearray):
+        return redact_text(bytes(value).decode("utf-8", "replace"))
     if isinstance(value, str):
         return redact_text(value)
-    if isinstance(value, Mapping):
-        return {k: redact_value(str(k), v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(redact_value(None, v) for v in value)
     if isinstance(value, int) and not isinstance(value, bool) and value > 10**12:
         return redact_value(None, str(value))
     return value

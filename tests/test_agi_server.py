@@ -462,3 +462,25 @@ def test_stop_cancels_running_sessions() -> None:
         return before, h.server.active_sessions
 
     assert run(main()) == (1, 0)
+
+
+def test_a_malformed_reply_to_a_sensitive_command_is_not_logged() -> None:
+    # During card entry a garbled reply may carry the digits (an expiry or CVV the log redactor cannot
+    # recognise): the protocol error is logged without the reply's text, and the session ends.
+    async def flow(ch: AGIChannel) -> None:
+        await ch.get_data("advancepay/en/enter_expiry", 5000, 4, sensitive=True)
+
+    async def main() -> bytes:
+        async with Harness(flow) as h:
+            reader, writer = await h.connect()
+            await expect_line(reader)
+            writer.write(b"200 result=1230 garbage-4929\n")
+            await writer.drain()
+            await asyncio.wait_for(h.done.wait(), 5)
+            return await closed_by_server(reader)
+
+    with capture_logs() as logs:
+        run(main())
+    errors = [e for e in logs if e["event"] == "agi.protocol_error"]
+    assert errors and "sensitive" in errors[0]["error"]
+    assert not [e for e in logs if "1230" in repr(e) or "4929" in repr(e)]

@@ -58,6 +58,32 @@ def test_redact_text_masks(text: str, leaked: str) -> None:
     assert leaked not in redact_text(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "secrets"),
+    [
+        ("card 4111 1111 1111 1111 declined", ["1111"]),  # spaced after a keyword: the whole number
+        ("reply 41111111111111110823", ["4111", "0823"]),  # run together with its expiry
+        ("typed 4111111111111112", ["4111"]),              # a mistyped card number is still one
+        ("exp 1230 and expiry=0827", ["1230", "0827"]),
+    ],
+)
+def test_redact_text_leaves_no_card_digits(text: str, secrets: list[str]) -> None:
+    out = redact_text(text)
+    assert not [s for s in secrets if s in out], out
+
+
+def test_sensitive_keys_mask_every_leaf_and_spare_ordinary_words() -> None:
+    from callcontrol.logs import redact_processor
+
+    out = redact_processor(None, "info", {
+        "event": "x", "cvv": ["739"], "pin": {"value": "2468"}, "card_expiry": "1230",
+        "line": b"4111111111111111", "company": "Acme", "mapping": "ok", "discard": "no",
+    })
+    assert out["cvv"] == ["***"] and out["pin"] == {"value": "***"} and out["card_expiry"] == "***"
+    assert out["line"] == "***"
+    assert (out["company"], out["mapping"], out["discard"]) == ("Acme", "ok", "no")
+
+
 def test_redact_text_keeps_ordinary_numbers() -> None:
     # a phone number and a Luhn-invalid long run are not card numbers
     text = "dialled +13128681234 amount 1234567890123"
