@@ -265,3 +265,69 @@ def test_charge_posts_once_per_key_and_voids_when_the_ledger_refuses(redis_url: 
             await ledger.close()
     run(go())
 
+
+
+class LedgerReplies:
+    """The real ledger, but the deposit's replies are lost: ``lost`` of them after the script ran
+    (outcome unknown), or every attempt fails before reaching Redis (``unsent``)."""
+
+    def __init__(self, inner: Ledger, *, lost: int = 0, unsent: bool = False) -> None:
+        self.inner, self.lost, self.unsent, self.calls = inner, lost, unsent, 0
+
+    async def deposit(self, *a: Any, **kw: Any) -> Any:
+        from ledger.errors import LedgerUnavailable
+
+        self.calls += 1
+        if self.unsent:
+            raise LedgerUnavailable("cannot connect to Redis at 127.0.0.1:1: refused")
+        balance = await self.inner.deposit(*a, **kw)
+        if self.calls <= self.lost:
+            raise LedgerUnavailable("connection to Redis lost (reset); outcome unknown, retry")
+        return balance
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_charge_never_voids_a_credit_whose_outcome_is_unknown(redis_url: str) -> None:
+    async def go() -> None:
+        ledger = await Ledger.connect(redis_url)
+        try:
+            acc = await ledger.open_account("o1", "FAC-07", "+13125551234")
+            states: list[str] = []
+
+            async def note(state: str, fields: dict[str, str]) -> None:
+                states.append(state)
+
+            # Every reply lost though the script ran: keep retrying the same op id, then keep the
+            # authorization (not voided, not captured) and say "unknown" for reconciliation.
+            gw = sandbox()
+            lost = LedgerReplies(ledger, lost=10**6)
+            out = await charge(lost, gw, DepositOrder("dep-u-1", "FAC-07", "+13125551234", acc, 2500),
+                               VISA, "1230", "123", backoff=0.01, settle=0.3, on_state=note)
+            assert (out.status, out.reason, out.voided) == ("unknown", "ledger_unknown", False)
+            assert lost.calls > 3                                # kept asking for the bounded time
+            assert (await ledger.balance(acc)).posted == 2500    # posted once, whatever the retries
+            assert [a.state for a in gw.auths.values()] == ["authorized"] and gw.charged_cents() == 0
+            assert states == ["authorized", "unknown"]
+            # The first two replies lost: the retry with the same op id learns the credit, then captures.
+            gw2 = sandbox()
+            flaky = LedgerReplies(ledger, lost=2)
+            ok = await charge(flaky, gw2, DepositOrder("dep-u-2", "FAC-07", "+13125551234", acc, 100),
+                              VISA, "1230", "123", backoff=0.01, settle=5)
+            assert ok.status == "posted" and ok.available == 2600 and gw2.charged_cents() == 100
+            # Never reached Redis: certainly not posted, so the authorization is voided.
+            gw3 = sandbox()
+            down = LedgerReplies(ledger, unsent=True)
+            voided = await charge(down, gw3, DepositOrder("dep-u-3", "FAC-07", "+13125551234", acc, 700),
+                                  VISA, "1230", "123", backoff=0, settle=5)
+            assert voided.status == "failed" and voided.voided and down.calls == 3
+            assert gw3.auths[voided.ref].state == "voided"
+            # The same unreachable Redis on a replay of a run that may have posted: still unknown.
+            again = await charge(down, gw, DepositOrder("dep-u-1", "FAC-07", "+13125551234", acc, 2500),
+                                 VISA, "1230", "123", backoff=0, settle=0.1, replay=True)
+            assert again.status == "unknown" and gw.outstanding() != []
+            assert (await ledger.balance(acc)).posted == 2600
+        finally:
+            await ledger.close()
+    run(go())

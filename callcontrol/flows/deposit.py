@@ -56,6 +56,8 @@ AMOUNT_MAX_DIGITS = 6
 CARD_TIMEOUT_MS = 15000
 SHORT_TIMEOUT_MS = 8000
 MAX_FACILITY_MENU = 9
+LEDGER_SETTLE_SECONDS = 20.0            # how long a credit of unknown outcome is retried to learn it
+BACKOFF_CAP = 2.0
 
 DEFAULT_MIN_CENTS = 100                 # $1; no minimum balance may be required (47 CFR 64.6100)
 DEFAULT_MAX_CENTS = 30_000              # $300 per transaction
@@ -141,7 +143,7 @@ class DepositOrder:
 
 @dataclass(frozen=True)
 class DepositOutcome:
-    status: Literal["posted", "declined", "failed"]
+    status: Literal["posted", "declined", "failed", "unknown"]     # unknown: see the trail, reconcile
     reason: str = ""
     ref: str = ""            # gateway authorization id
     last4: str = ""
@@ -152,6 +154,19 @@ class DepositOutcome:
 def _transient(exc: BaseException) -> bool:
     return type(exc).__name__ == "LedgerUnavailable" or isinstance(exc, ConnectionError | OSError
                                                                    | TimeoutError)
+
+
+# LedgerUnavailable messages (ledger/transport.py) raised before the request reached Redis, or when Redis
+# refused it without running the script: that attempt certainly did not post. Any other transient
+# failure (connection lost with the request in flight, reply timeout) leaves the outcome unknown.
+_NOT_SENT = ("cannot connect to Redis", "connection to Redis is closed", "Redis refused: LOADING",
+             "Redis refused: READONLY", "Redis refused: MASTERDOWN", "Redis refused: NOAUTH",
+             "Redis refused: CLUSTERDOWN", "Redis refused: TRYAGAIN", "Redis refused: BUSY")
+
+
+def _not_sent(exc: BaseException) -> bool:
+    return type(exc).__name__ == "LedgerUnavailable" and (
+        str(exc).startswith(_NOT_SENT) or "did not answer its set-up" in str(exc))
 
 
 async def _retry(what: Callable[[], Any], tries: int, backoff: float,
@@ -166,11 +181,47 @@ async def _retry(what: Callable[[], Any], tries: int, backoff: float,
     raise AssertionError("unreachable")
 
 
+async def _credit(ledger: Any, order: DepositOrder, reference: str, *, tries: int, backoff: float,
+                  settle: float, replay: bool) -> tuple[str, Any]:
+    """Post the credit -> ("posted", balance), ("refused", error) when it certainly was not posted, or
+    ("unknown", error). The deposit op id is idempotent (a replay returns the first result), so after a
+    failure whose outcome is unknown the same op is retried, with backoff, for up to ``settle`` seconds
+    to learn it. ``replay``: an earlier run with this key may already have sent the deposit."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settle
+    maybe_sent = replay
+    attempt = 0
+    while True:
+        try:
+            if order.open_first:
+                await ledger.open_account(f"{order.key}:open", order.facility_id, order.number_e164)
+            try:
+                return "posted", await ledger.deposit(f"{order.key}:dep", order.account_id, order.cents,
+                                                      source=SOURCE, reference=reference)
+            except Exception as exc:
+                if _transient(exc) and not _not_sent(exc):
+                    maybe_sent = True
+                raise
+        except Exception as exc:
+            if not _transient(exc):
+                return "refused", exc       # a definite answer (after a lost reply: the first result)
+            last = exc
+        attempt += 1
+        if not maybe_sent and attempt >= tries:
+            return "refused", last          # no attempt ever reached Redis: certainly not posted
+        if loop.time() >= deadline:
+            return ("unknown" if maybe_sent else "refused"), last
+        await asyncio.sleep(min(backoff * 2 ** (attempt - 1), BACKOFF_CAP, max(0.0, deadline - loop.time())))
+
+
 async def charge(ledger: Any, gateway: PaymentGateway, order: DepositOrder, card: str, expiry: str, cvv: str,
-                 *, tries: int = 3, backoff: float = 0.05,
+                 *, tries: int = 3, backoff: float = 0.05, settle: float = LEDGER_SETTLE_SECONDS,
+                 replay: bool = False,
                  on_state: Callable[[str, dict[str, str]], Any] | None = None) -> DepositOutcome:
-    """Authorize, credit the account, capture. Replays with the same key post once. If the credit fails
-    the authorization is voided (fail closed). ``on_state`` hears each step (no card data)."""
+    """Authorize, credit the account, capture. Replays with the same key post once. If the credit is
+    certainly not posted the authorization is voided (fail closed); if its outcome stays unknown (see
+    `_credit`) the authorization is kept (never captured) and the trail says "unknown" for
+    reconciliation. ``on_state`` hears each step (no card data)."""
     bound = log.bind(key=order.key, account=order.account_id, amount=order.cents)
 
     async def note(state: str, **fields: str) -> None:
@@ -191,16 +242,17 @@ async def charge(ledger: Any, gateway: PaymentGateway, order: DepositOrder, card
         return DepositOutcome("declined", auth.decline_reason, last4=auth.last4)
     await note("authorized", last4=auth.last4, ref=auth.auth_id)
 
-    async def post() -> Any:
-        if order.open_first:
-            await ledger.open_account(f"{order.key}:open", order.facility_id, order.number_e164)
-        return await ledger.deposit(f"{order.key}:dep", order.account_id, order.cents, source=SOURCE,
-                                    reference=auth.auth_id)
-
-    try:
-        balance = await _retry(post, tries, backoff, _transient)
-    except Exception as exc:
-        code = getattr(exc, "code", type(exc).__name__)
+    result, balance = await _credit(ledger, order, auth.auth_id, tries=tries, backoff=backoff, settle=settle,
+                                    replay=replay)
+    if result == "unknown":
+        # The credit may be posted: voiding could credit the account for free, capturing could charge
+        # without a credit. Keep the authorization (uncaptured, it lapses at the issuer) and reconcile.
+        bound.error("deposit_outcome_unknown", ref=auth.auth_id, last4=auth.last4,
+                    error=getattr(balance, "code", type(balance).__name__))
+        await note("unknown", ref=auth.auth_id, reason="ledger_unknown")
+        return DepositOutcome("unknown", "ledger_unknown", auth.auth_id, auth.last4)
+    if result == "refused":
+        code = getattr(balance, "code", type(balance).__name__)
         try:
             await _retry(lambda: gateway.void(auth.auth_id), tries, backoff,
                          lambda e: isinstance(e, GatewayError))
@@ -257,6 +309,7 @@ class DepositLine:
         self.ctx = ctx
         self.gateway = gateway if gateway is not None else gateway_from_settings(ctx.settings, ctx.clock)
         self.limits = limits or DepositLimits.from_settings(ctx.settings)
+        self.settle_seconds = LEDGER_SETTLE_SECONDS
 
     async def __call__(self, ch: Any) -> None:
         s = Session(ch)
@@ -332,7 +385,7 @@ class DepositLine:
                              open_first)
         await self._record(order, "authorizing", {})      # Redis down: fail closed before any charge
         task = asyncio.ensure_future(charge(
-            self.ctx.ledger, self.gateway, order, card, expiry, cvv,
+            self.ctx.ledger, self.gateway, order, card, expiry, cvv, settle=self.settle_seconds,
             on_state=lambda state, fields: self._record(order, state, fields)))
         del card, expiry, cvv
         outcome = await asyncio.shield(task)          # a cancelled session still finishes the charge
@@ -344,6 +397,11 @@ class DepositLine:
             await self._finish(s, *ids)
         elif outcome.status == "declined":
             await self._finish(s, "deposit_declined")
+        elif outcome.status == "unknown":
+            # We do not know whether the card will be charged: every failure prompt in the catalog says
+            # "you have not been charged", which may be false here, and there is no "could not confirm"
+            # prompt yet. Say nothing untrue: goodbye only (the trail is "unknown" for reconciliation).
+            await self._finish(s)
         else:
             await self._finish(s, "deposit_unavailable")
 
