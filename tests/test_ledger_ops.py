@@ -94,6 +94,28 @@ def test_opening_an_open_account_and_closing_a_closed_one_change_nothing(led: Sy
         led.close_account("x2", a, reason="other")
 
 
+def test_freezing_a_frozen_account_and_unfreezing_an_active_one_change_nothing(led: SyncLedger,
+                                                                              redis_url: str) -> None:
+    from ledger.keys import Keys
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    a = led.open_account("o1", FAC, NUM)
+    led.deposit("d1", a, 100)
+
+    def version_and_journal() -> tuple[str, int]:
+        return r.hget(_key(a), "v"), sum(r.xlen(Keys(p).journal) for p in range(16))
+
+    before = version_and_journal()
+    assert led.unfreeze("u1", a).state == "active"                  # active already
+    assert version_and_journal() == before
+    led.freeze("f1", a, reason="chargeback")
+    before = version_and_journal()
+    assert led.freeze("f2", a, reason="again").state == "frozen"
+    assert version_and_journal() == before
+    assert led.freeze("f2", a, reason="again").state == "frozen"    # a replay: the same result
+    assert led.unfreeze("u2", a).state == "active"                  # a real change still counts
+    assert version_and_journal() != before
+
+
 def test_hold_capture_settle(led: SyncLedger, acct: str) -> None:
     b = led.hold("h1", acct, "call-1", 3_000, lease_seconds=600, meta={"call_id": "call-1"})
     assert (b.posted, b.held, b.available) == (10_000, 3_000, 7_000)

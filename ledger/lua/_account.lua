@@ -51,6 +51,13 @@ local function pending_hold(a)
   return ha, hc, hs, he, hr, hm
 end
 
+-- An operation that changes nothing (opening an open account, freezing a frozen one...): no new version
+-- and no journal entry, only the op id's record, so a replay still gets this first result.
+local function unchanged(res)
+  redis.call('HSET', KEYS[1], 'o:' .. ARGV[3], ARGV[4] .. ARGV[5] .. res)
+  return res
+end
+
 -- Journal an account operation: the account's state after it (the SQL sync upserts by version), the
 -- deltas, the hold after it (empty fields when no hold is involved), then the amount and two texts.
 local function journal(op, res, a, s, p, h, v, dp, dh, amt, text1, text2, hold_id, ha, hc, hs, he, hr)

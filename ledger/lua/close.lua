@@ -3,11 +3,7 @@
 local a, replay = load_account()
 if not a then return replay end
 if not a[1] then return refuse('unknown_account', 'no account ' .. SCOPE) end
-if a[1] == 'closed' then    -- changes nothing (no new version, no journal entry); replays see the result
-  local res = '=' .. a[2] .. '|' .. a[3] .. '|closed'
-  redis.call('HSET', OPKEY, 'o:' .. OP_ID, FP .. NOW .. res)
-  return res
-end
+if a[1] == 'closed' then return unchanged('=' .. a[2] .. '|' .. a[3] .. '|closed') end
 if tonumber(a[3]) > 0 then return refuse('account_not_empty', a[3] .. ' cents still held') end
 if tonumber(a[2]) > 0 then
   return refuse('account_not_empty', a[2] .. ' cents still posted: refund them first')

@@ -4,11 +4,7 @@
 local a, replay = load_account()
 if not a then return replay end
 local s = a[1]
-if s and s ~= 'closed' then
-  local res = '=' .. a[2] .. '|' .. a[3] .. '|' .. s
-  redis.call('HSET', OPKEY, 'o:' .. OP_ID, FP .. NOW .. res)
-  return res
-end
+if s and s ~= 'closed' then return unchanged('=' .. a[2] .. '|' .. a[3] .. '|' .. s) end
 if not s then
   s = 'opened'
   a = { s, '0', '0', '0', ARGV[6], ARGV[7], ARGV[8] }
