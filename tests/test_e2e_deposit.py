@@ -385,6 +385,42 @@ def test_same_idempotency_key_posts_once(tmp_path: Path, redis_url: str) -> None
     run(go())
 
 
+class FreezesOnFirstApproval(SandboxGateway):
+    """Approves; the first time, the account is frozen before the credit (the ledger refuses, the
+    authorization is voided)."""
+
+    def __init__(self, ledger: Any, account: str, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.ledger, self.account, self.done = ledger, account, False
+
+    async def authorize(self, *args: Any, **kw: Any) -> Authorization:
+        auth = await super().authorize(*args, **kw)
+        if auth.approved and not self.done:
+            self.done = True
+            await self.ledger.freeze("freeze-1", self.account, reason="test")
+        return auth
+
+
+def test_re_run_after_a_void_charges_anew_and_never_credits_for_free(tmp_path: Path, redis_url: str) -> None:
+    async def go() -> None:
+        async with deposit_stack(tmp_path, redis_url) as h:
+            account = await seed(h.ledger, MARIA, 500)
+            gw = FreezesOnFirstApproval(h.ledger, account, now=h.controller.clock.now)
+            line(h).gateway = gw
+            first = await deposit_call(h, caller(), channel_id="1795536000.55")
+            assert "deposit_success" not in heard(first)
+            [voided] = gw.auths.values()
+            assert voided.state == "voided" and await h.posted(account) == 500
+            await h.ledger.unfreeze("unfreeze-1", account)
+            # The AGI re-run on the same channel: the voided attempt is closed, so a new authorization.
+            second = await deposit_call(h, caller(), channel_id="1795536000.55")
+            assert "deposit_success" in heard(second)
+            assert gw.charged_cents() == 2500 and await h.posted(account) == 3000
+            states = sorted(rec["state"] for rec in deposit_record(redis_url))
+            assert states == ["captured", "voided"]
+    run(go())
+
+
 async def journal_ops(url: str) -> list[str]:
     """Operation names of every journal entry (all partitions)."""
     from ledger.journal import decode

@@ -331,3 +331,31 @@ def test_charge_never_voids_a_credit_whose_outcome_is_unknown(redis_url: str) ->
         finally:
             await ledger.close()
     run(go())
+
+
+def test_a_capture_refused_after_the_credit_takes_the_credit_back(redis_url: str) -> None:
+    async def go() -> None:
+        ledger = await Ledger.connect(redis_url)
+        try:
+            acc = await ledger.open_account("o1", "FAC-07", "+13125551234")
+            await ledger.deposit("seed", acc, 500)
+            gw = sandbox()
+            order = DepositOrder("dep-v-1", "FAC-07", "+13125551234", acc, 2500)
+            down = LedgerReplies(ledger, unsent=True)
+            first = await charge(down, gw, order, VISA, "1230", "123", backoff=0)
+            assert first.voided and gw.auths[first.ref].state == "voided"
+            # The same key again (an AGI re-run): the gateway replays the voided authorization, the
+            # ledger posts, the capture is refused -> the credit is undone and it is not a success.
+            states: list[str] = []
+
+            async def note(state: str, fields: dict[str, str]) -> None:
+                states.append(state)
+
+            second = await charge(ledger, gw, order, VISA, "1230", "123", backoff=0, on_state=note)
+            assert (second.status, second.reason) == ("failed", "capture_refused")
+            assert gw.charged_cents() == 0
+            assert (await ledger.balance(acc)).posted == 500
+            assert states == ["authorized", "posted", "reversed"]
+        finally:
+            await ledger.close()
+    run(go())

@@ -35,6 +35,8 @@ from callcontrol.flows.context import FlowContext
 from callcontrol.payments import (
     CARD_MAX_DIGITS,
     GatewayError,
+    IdempotencyConflict,
+    PaymentError,
     PaymentGateway,
     SandboxGateway,
     card_number_ok,
@@ -58,6 +60,10 @@ SHORT_TIMEOUT_MS = 8000
 MAX_FACILITY_MENU = 9
 LEDGER_SETTLE_SECONDS = 20.0            # how long a credit of unknown outcome is retried to learn it
 BACKOFF_CAP = 2.0
+MAX_ATTEMPTS = 9                        # new keys per channel and account after closed attempts
+# Trail states of an attempt that ended with nothing charged and nothing credited: a new deposit on the
+# same channel needs a new gateway key (a replay would return the voided authorization).
+CLOSED_STATES = frozenset({"declined", "voided", "gateway_failed", "reversed"})
 
 DEFAULT_MIN_CENTS = 100                 # $1; no minimum balance may be required (47 CFR 64.6100)
 DEFAULT_MAX_CENTS = 30_000              # $300 per transaction
@@ -268,7 +274,18 @@ async def charge(ledger: Any, gateway: PaymentGateway, order: DepositOrder, card
         await _retry(lambda: gateway.capture(auth.auth_id, order.cents), tries, backoff,
                      lambda e: isinstance(e, GatewayError))
         await note("captured", ref=auth.auth_id)
-    except Exception as exc:   # credited but not captured: the operator's loss, never the family's
+    except PaymentError as exc:
+        if isinstance(exc, GatewayError | IdempotencyConflict):
+            # outcome unknown (or captured for another amount): credited, maybe not captured; the
+            # operator's loss, never the family's
+            bound.error("deposit_capture_failed", ref=auth.auth_id, error=type(exc).__name__)
+            await note("capture_failed", ref=auth.auth_id)
+        else:
+            # The gateway refused the capture (e.g. a voided authorization): the card is not charged,
+            # so the credit is taken back and the caller never hears "success".
+            return await _reverse(ledger, order, auth.auth_id, auth.last4, note, bound, tries=tries,
+                                  backoff=backoff, error=type(exc).__name__)
+    except Exception as exc:
         bound.error("deposit_capture_failed", ref=auth.auth_id, error=type(exc).__name__)
         await note("capture_failed", ref=auth.auth_id)
     available = balance.available
@@ -276,6 +293,23 @@ async def charge(ledger: Any, gateway: PaymentGateway, order: DepositOrder, card
         available = (await ledger.balance(order.account_id)).available
     bound.info("deposit_posted", ref=auth.auth_id, last4=auth.last4, available=available)
     return DepositOutcome("posted", "", auth.auth_id, auth.last4, available)
+
+
+async def _reverse(ledger: Any, order: DepositOrder, ref: str, last4: str, note: Any, bound: Any, *,
+                   tries: int, backoff: float, error: str) -> DepositOutcome:
+    """The capture was refused: undo the credit (op id ``<key>:undo``). If the undo fails too, the
+    trail stays "capture_refused" (a re-run replays this key and tries again) and operators see it."""
+    try:
+        await _retry(lambda: ledger.adjust(f"{order.key}:undo", order.account_id, -order.cents,
+                                           reason=f"card capture refused {ref}"), tries, backoff, _transient)
+    except Exception as exc:
+        bound.error("deposit_capture_refused", ref=ref, error=error, undone=False,
+                    undo_error=getattr(exc, "code", type(exc).__name__))
+        await note("capture_refused", ref=ref)
+        return DepositOutcome("failed", "capture_refused", ref, last4)
+    bound.error("deposit_capture_refused", ref=ref, error=error, undone=True)
+    await note("reversed", ref=ref)
+    return DepositOutcome("failed", "capture_refused", ref, last4, voided=True)
 
 
 # --- the call flow ---------------------------------------------------------------------------------------
@@ -381,11 +415,12 @@ class DepositLine:
         if s.ch.hungup:
             raise AGIHangup("caller gone before the charge")
         s.step = "charge"
-        order = DepositOrder(idempotency_key(s.ch.uniqueid, account), s.facility_id, s.e164, account, cents,
-                             open_first)
+        key, replay = await self._attempt_key(idempotency_key(s.ch.uniqueid, account))
+        order = DepositOrder(key, s.facility_id, s.e164, account, cents, open_first)
         await self._record(order, "authorizing", {})      # Redis down: fail closed before any charge
         task = asyncio.ensure_future(charge(
             self.ctx.ledger, self.gateway, order, card, expiry, cvv, settle=self.settle_seconds,
+            replay=replay,
             on_state=lambda state, fields: self._record(order, state, fields)))
         del card, expiry, cvv
         outcome = await asyncio.shield(task)          # a cancelled session still finishes the charge
@@ -404,6 +439,23 @@ class DepositLine:
             await self._finish(s)
         else:
             await self._finish(s, "deposit_unavailable")
+
+    async def _attempt_key(self, base: str) -> tuple[str, bool]:
+        """The gateway key of this attempt, and whether it replays an earlier one. An AGI re-run on the
+        same channel replays the earlier attempt's key (one authorization, one posting) unless that
+        attempt is closed (declined, voided...): replaying a voided authorization would credit without
+        charging, so a closed attempt's successor gets a new key ``<base>-2``, ``-3``... Redis down:
+        raises (fail closed, nothing charged)."""
+        for n in range(1, MAX_ATTEMPTS + 1):
+            key = base if n == 1 else f"{base}-{n}"
+            state = await self.ctx.store.r.hget(DEPOSIT_KEY.format(key), "state")
+            if isinstance(state, bytes):
+                state = state.decode()
+            if state is None:
+                return key, False
+            if state not in CLOSED_STATES:
+                return key, True
+        raise EndCall("too_many_attempts", "deposit_unavailable")
 
     async def _record(self, order: DepositOrder, state: str, fields: dict[str, str]) -> None:
         """The deposit's trail in Redis: who, how much, state, last four digits and the gateway's id."""
