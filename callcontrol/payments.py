@@ -59,6 +59,12 @@ class PaymentGateway(Protocol):
 
     async def void(self, auth_id: str) -> None: ...
 
+    async def void_by_key(self, idempotency_key: str) -> None:
+        """Release whatever authorization ``idempotency_key`` produced, if any, and refuse any later
+        authorization under that key (a request still in flight). For when ``authorize`` never answered:
+        afterwards nothing is held under the key. Idempotent; GatewayError = outcome unknown."""
+        ...
+
 
 # --- card-entry checks (pure) ---------------------------------------------------------------------------
 
@@ -145,6 +151,7 @@ class SandboxGateway:
         self._now = now or time.time
         self._secret = secrets.token_bytes(32)
         self._by_key: dict[str, tuple[str, Authorization]] = {}
+        self._dead_keys: set[str] = set()      # voided by key before any authorization under them
         self.auths: dict[str, SandboxAuth] = {}
         self.processed = 0            # authorizations that reached the "processor" (replays excluded)
 
@@ -163,6 +170,8 @@ class SandboxGateway:
             if not hmac.compare_digest(seen[0], fp):
                 raise IdempotencyConflict(f"key {idempotency_key} was used for another request")
             return seen[1]
+        if idempotency_key in self._dead_keys:
+            raise PaymentError(f"key {idempotency_key} was voided")
         if amount_cents % 100 == 13 or card in SANDBOX_ERROR:
             raise GatewayError("sandbox processor error")
         self.processed += 1
@@ -214,6 +223,14 @@ class SandboxGateway:
             auth.state = "voided"
         elif auth.state == "captured":
             auth.state, auth.captured_cents = "refunded", 0
+
+    async def void_by_key(self, idempotency_key: str) -> None:
+        """Void the key's authorization if there is one; else no authorization will be made under it."""
+        seen = self._by_key.get(idempotency_key)
+        if seen is None:
+            self._dead_keys.add(idempotency_key)
+        elif seen[1].approved:
+            await self.void(seen[1].auth_id)
 
     # --- what a test or the demo inspects -------------------------------------------------------------
     def charged_cents(self) -> int:

@@ -421,6 +421,45 @@ def test_re_run_after_a_void_charges_anew_and_never_credits_for_free(tmp_path: P
     run(go())
 
 
+class AuthorizesButEveryReplyIsLost(SandboxGateway):
+    """The processor authorizes, but no reply ever arrives (GatewayError every time)."""
+
+    async def authorize(self, *args: Any, **kw: Any) -> Authorization:
+        await super().authorize(*args, **kw)
+        raise GatewayError("reply lost")
+
+
+class AndVoidByKeyFails(AuthorizesButEveryReplyIsLost):
+    async def void_by_key(self, idempotency_key: str) -> None:
+        raise GatewayError("void reply lost")
+
+
+def test_gateway_outcome_unknown_voids_by_key_or_says_nothing_untrue(tmp_path: Path, redis_url: str) -> None:
+    async def go() -> None:
+        async with deposit_stack(tmp_path, redis_url) as h:
+            account = await seed(h.ledger, MARIA, 500)
+            gw = AuthorizesButEveryReplyIsLost(now=h.controller.clock.now)
+            line(h).gateway = gw
+            said = heard(await deposit_call(h, caller(), channel_id="1795536000.61"))
+            # The hold the processor made is released by key: "not charged" is then true.
+            assert said[-2:] == ["deposit_unavailable", "goodbye"]
+            [auth] = gw.auths.values()
+            assert auth.state == "voided" and gw.outstanding() == [] and await h.posted(account) == 500
+            [rec] = deposit_record(redis_url)
+            assert (rec["state"], rec["reason"]) == ("voided", "gateway_error")
+            # The void by key cannot be confirmed either: the trail says unknown, the caller is not told
+            # "you have not been charged".
+            stuck = AndVoidByKeyFails(now=h.controller.clock.now)
+            line(h).gateway = stuck
+            said = heard(await deposit_call(h, caller(), channel_id="1795536000.62"))
+            assert "deposit_unavailable" not in said and "deposit_success" not in said
+            assert said[-1] == "goodbye" and said[-2] == "deposit_confirm"
+            assert len(stuck.outstanding()) == 1 and await h.posted(account) == 500
+            states = sorted(rec["state"] for rec in deposit_record(redis_url))
+            assert states == ["unknown", "voided"]
+    run(go())
+
+
 async def journal_ops(url: str) -> list[str]:
     """Operation names of every journal entry (all partitions)."""
     from ledger.journal import decode

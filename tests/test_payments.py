@@ -359,3 +359,20 @@ def test_a_capture_refused_after_the_credit_takes_the_credit_back(redis_url: str
         finally:
             await ledger.close()
     run(go())
+
+
+def test_sandbox_void_by_key() -> None:
+    async def go() -> None:
+        gw = sandbox()
+        auth = await gw.authorize("k1", VISA, "1230", "123", 2500)
+        await gw.void_by_key("k1")
+        await gw.void_by_key("k1")                          # idempotent
+        assert gw.auths[auth.auth_id].state == "voided"
+        declined = await gw.authorize("k2", "4000000000000002", "1230", "123", 100)
+        await gw.void_by_key("k2")                          # nothing held under a decline
+        assert not declined.approved
+        await gw.void_by_key("k3")                          # nothing yet: a late request is refused
+        with pytest.raises(PaymentError):
+            await gw.authorize("k3", VISA, "1230", "123", 100)
+        assert gw.outstanding() == [] and gw.processed == 2
+    run(go())

@@ -238,7 +238,19 @@ async def charge(ledger: Any, gateway: PaymentGateway, order: DepositOrder, card
     try:
         auth = await _retry(lambda: gateway.authorize(order.key, card, expiry, cvv, order.cents), tries,
                             backoff, lambda e: isinstance(e, GatewayError))
-    except Exception as exc:
+    except GatewayError:
+        # Outcome unknown: the processor may have authorized. Release by key whatever it holds.
+        try:
+            await _retry(lambda: gateway.void_by_key(order.key), tries, backoff,
+                         lambda e: isinstance(e, GatewayError))
+        except Exception as void_exc:
+            bound.error("deposit_gateway_unknown", error=type(void_exc).__name__)
+            await note("unknown", reason="gateway_unknown")
+            return DepositOutcome("unknown", "gateway_unknown")
+        bound.warning("deposit_gateway_failed", error="GatewayError", voided=True)
+        await note("voided", reason="gateway_error")
+        return DepositOutcome("failed", "gateway_error", voided=True)
+    except Exception as exc:                # refused outright (malformed, key conflict): nothing held
         bound.warning("deposit_gateway_failed", error=type(exc).__name__)
         await note("gateway_failed")
         return DepositOutcome("failed", "gateway_error")
