@@ -126,6 +126,9 @@ class Controller:
         self._stop.set()
         if self.agi is not None:
             await self.agi.stop(grace)
+            drain = getattr(self.agi.routes.get("deposit"), "drain", None)
+            if drain is not None:           # card charges run on after their call: let them finish
+                await drain()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

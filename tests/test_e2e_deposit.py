@@ -460,6 +460,44 @@ def test_gateway_outcome_unknown_voids_by_key_or_says_nothing_untrue(tmp_path: P
     run(go())
 
 
+class AuthorizesThenSlowReply(SandboxGateway):
+    async def authorize(self, *args: Any, **kw: Any) -> Authorization:
+        auth = await super().authorize(*args, **kw)      # the processor has authorized...
+        await asyncio.sleep(2.5)                         # ...its reply outlasts the stop's grace
+        return auth
+
+
+def test_shutdown_during_a_charge_lets_the_charge_finish(tmp_path: Path, redis_url: str) -> None:
+    box: dict[str, Any] = {}
+
+    async def go() -> None:
+        async with deposit_stack(tmp_path, redis_url) as h:
+            gw = box["gw"] = AuthorizesThenSlowReply(now=h.controller.clock.now)
+            line(h).gateway = gw
+            box["account"] = await seed(h.ledger, MARIA, 500)
+            call = asyncio.ensure_future(deposit_call(h, caller()))
+            for _ in range(400):
+                await asyncio.sleep(0.05)
+                if gw.processed:
+                    break
+            assert gw.processed == 1
+        # the stack stopped while the gateway's reply was in flight
+        call.cancel()
+        with contextlib.suppress(BaseException):
+            await call
+        led = await Ledger.connect(redis_url)
+        try:
+            box["posted"] = (await led.balance(box["account"])).posted
+        finally:
+            await led.close()
+
+    run(go())
+    gw = box["gw"]
+    assert gw.outstanding() == [] and gw.charged_cents() == 2500 and box["posted"] == 3000
+    [rec] = deposit_record(redis_url)
+    assert rec["state"] == "captured"
+
+
 async def journal_ops(url: str) -> list[str]:
     """Operation names of every journal entry (all partitions)."""
     from ledger.journal import decode

@@ -60,6 +60,7 @@ SHORT_TIMEOUT_MS = 8000
 MAX_FACILITY_MENU = 9
 LEDGER_SETTLE_SECONDS = 20.0            # how long a credit of unknown outcome is retried to learn it
 BACKOFF_CAP = 2.0
+CHARGE_DRAIN_SECONDS = 30.0             # Controller.stop waits this long for charges in flight
 MAX_ATTEMPTS = 9                        # new keys per channel and account after closed attempts
 # Trail states of an attempt that ended with nothing charged and nothing credited: a new deposit on the
 # same channel needs a new gateway key (a replay would return the voided authorization).
@@ -356,6 +357,7 @@ class DepositLine:
         self.gateway = gateway if gateway is not None else gateway_from_settings(ctx.settings, ctx.clock)
         self.limits = limits or DepositLimits.from_settings(ctx.settings)
         self.settle_seconds = LEDGER_SETTLE_SECONDS
+        self.charges: set[asyncio.Task[DepositOutcome]] = set()     # in flight: Controller.stop awaits
 
     async def __call__(self, ch: Any) -> None:
         s = Session(ch)
@@ -373,6 +375,17 @@ class DepositLine:
             else:
                 s.log.error("deposit_unavailable", step=s.step, error=type(exc).__name__)
             await self._finish(s, "deposit_unavailable")
+
+    async def drain(self, timeout: float = CHARGE_DRAIN_SECONDS) -> int:
+        """Wait (at most ``timeout`` s) for the charges in flight to finish, so a shutdown never strands
+        an authorization: called by Controller.stop before the ledger and the store close. Returns how
+        many were still running (their trails stay `authorizing`/`authorized`/`posted`: reconcile)."""
+        if not self.charges:
+            return 0
+        _, pending = await asyncio.wait(set(self.charges), timeout=timeout)
+        if pending:
+            log.error("deposit_charges_abandoned", count=len(pending))
+        return len(pending)
 
     # -- prompts ----------------------------------------------------------------------------------
     def _files(self, s: Session, ids: Sequence[str]) -> list[str]:
@@ -434,6 +447,8 @@ class DepositLine:
             self.ctx.ledger, self.gateway, order, card, expiry, cvv, settle=self.settle_seconds,
             replay=replay,
             on_state=lambda state, fields: self._record(order, state, fields)))
+        self.charges.add(task)
+        task.add_done_callback(self.charges.discard)
         del card, expiry, cvv
         outcome = await asyncio.shield(task)          # a cancelled session still finishes the charge
         s.log.info("deposit_result", status=outcome.status, reason=outcome.reason, last4=outcome.last4)
