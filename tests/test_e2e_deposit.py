@@ -498,6 +498,23 @@ def test_shutdown_during_a_charge_lets_the_charge_finish(tmp_path: Path, redis_u
     assert rec["state"] == "captured"
 
 
+def test_a_later_run_never_rewrites_a_captured_trail(tmp_path: Path, redis_url: str) -> None:
+    async def go() -> None:
+        async with deposit_stack(tmp_path, redis_url) as h:
+            account = await seed(h.ledger, MARIA, 500)
+            first = await deposit_call(h, caller(), channel_id="1795536000.77")
+            assert "deposit_success" in heard(first)
+            [before] = deposit_record(redis_url)
+            # The AGI re-run on the same channel with another card and amount: the key's request differs.
+            second = await deposit_call(h, caller(card="5555555555554444", amount="30"),
+                                        channel_id="1795536000.77")
+            assert heard(second)[-2:] == ["deposit_unavailable", "goodbye"]
+            [after] = deposit_record(redis_url)
+            assert after == before and after["state"] == "captured" and after["amount"] == "2500"
+            assert line(h).gateway.charged_cents() == 2500 and await h.posted(account) == 3000
+    run(go())
+
+
 async def journal_ops(url: str) -> list[str]:
     """Operation names of every journal entry (all partitions)."""
     from ledger.journal import decode

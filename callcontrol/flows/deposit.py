@@ -65,6 +65,17 @@ MAX_ATTEMPTS = 9                        # new keys per channel and account after
 # Trail states of an attempt that ended with nothing charged and nothing credited: a new deposit on the
 # same channel needs a new gateway key (a replay would return the voided authorization).
 CLOSED_STATES = frozenset({"declined", "voided", "gateway_failed", "reversed"})
+# Trail states nothing may overwrite (a later run on the same key must not rewrite what happened).
+FINAL_STATES = CLOSED_STATES | {"captured"}
+_RECORD_LUA = """
+local cur = redis.call('HGET', KEYS[1], 'state')
+if cur and string.find(ARGV[2], '|' .. cur .. '|', 1, true) then return 0 end
+local n = tonumber(ARGV[3])
+for i = 4, 3 + 2 * n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4 + 2 * n, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
 
 DEFAULT_MIN_CENTS = 100                 # $1; no minimum balance may be required (47 CFR 64.6100)
 DEFAULT_MAX_CENTS = 30_000              # $300 per transaction
@@ -251,7 +262,12 @@ async def charge(ledger: Any, gateway: PaymentGateway, order: DepositOrder, card
         bound.warning("deposit_gateway_failed", error="GatewayError", voided=True)
         await note("voided", reason="gateway_error")
         return DepositOutcome("failed", "gateway_error", voided=True)
-    except Exception as exc:                # refused outright (malformed, key conflict): nothing held
+    except IdempotencyConflict:
+        # The key belongs to an earlier request (another card or amount on a re-run): nothing was
+        # authorized now, and the trail is that request's, so it is left as it is.
+        bound.warning("deposit_gateway_failed", error="IdempotencyConflict")
+        return DepositOutcome("failed", "gateway_error")
+    except Exception as exc:                # refused outright (malformed): nothing held
         bound.warning("deposit_gateway_failed", error=type(exc).__name__)
         await note("gateway_failed")
         return DepositOutcome("failed", "gateway_error")
@@ -442,7 +458,8 @@ class DepositLine:
         s.step = "charge"
         key, replay = await self._attempt_key(idempotency_key(s.ch.uniqueid, account))
         order = DepositOrder(key, s.facility_id, s.e164, account, cents, open_first)
-        await self._record(order, "authorizing", {})      # Redis down: fail closed before any charge
+        if not replay:      # (a replay keeps the earlier run's trail; reading it checked Redis is up)
+            await self._record(order, "authorizing", {})  # Redis down: fail closed before any charge
         task = asyncio.ensure_future(charge(
             self.ctx.ledger, self.gateway, order, card, expiry, cvv, settle=self.settle_seconds,
             replay=replay,
@@ -485,16 +502,20 @@ class DepositLine:
         raise EndCall("too_many_attempts", "deposit_unavailable")
 
     async def _record(self, order: DepositOrder, state: str, fields: dict[str, str]) -> None:
-        """The deposit's trail in Redis: who, how much, state, last four digits and the gateway's id."""
+        """The deposit's trail in Redis: who, how much, state, last four digits and the gateway's id.
+        A final state (captured, voided, declined...) is never overwritten, and who/how much are written
+        once (one Lua script, atomic)."""
         key = DEPOSIT_KEY.format(order.key)
         mapping = {"state": state, "updated": f"{self.ctx.clock.now():.3f}", **fields}
+        once: dict[str, str] = {}
         if state == "authorizing":
-            mapping |= {"facility": order.facility_id, "number": order.number_e164,
-                        "account": order.account_id, "amount": str(order.cents)}
-        async with self.ctx.store.r.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=mapping)
-            pipe.expire(key, DEPOSIT_TTL)
-            await pipe.execute()
+            once = {"facility": order.facility_id, "number": order.number_e164,
+                    "account": order.account_id, "amount": str(order.cents)}
+        final = "|" + "|".join(sorted(FINAL_STATES)) + "|"
+        args = [str(DEPOSIT_TTL), final, str(len(mapping))]
+        for k, v in [*mapping.items(), *once.items()]:
+            args += [k, v]
+        await self.ctx.store.r.eval(_RECORD_LUA, 1, key, *args)
 
     async def _number(self, s: Session) -> None:
         s.step = "number"
