@@ -17,7 +17,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
 
 from callcontrol.logs import luhn_ok
@@ -25,6 +25,9 @@ from callcontrol.logs import luhn_ok
 CARD_MIN_DIGITS = 13
 CARD_MAX_DIGITS = 19
 EXPIRY_MAX_YEARS_AHEAD = 20
+# A card is valid through the last day of its month wherever the caller is: the month is judged at
+# UTC-12, the last zone to leave it (every inhabited US place ends it earlier: American Samoa, UTC-11).
+LAST_ZONE = timezone(timedelta(hours=-12))
 
 
 class PaymentError(Exception):
@@ -85,14 +88,15 @@ def cvv_ok(cvv: str | None, card: str) -> bool:
 
 
 def expiry_problem(mmyy: str | None, now: datetime) -> str | None:
-    """None when MMYY is a real month not yet over at ``now`` (a card is valid through the last day of
-    its expiry month) and not absurdly far ahead; else "malformed" or "expired"."""
+    """None when MMYY is a real month not yet over at ``now`` anywhere (a card is valid through the last
+    day of its expiry month, judged at UTC-12) and not absurdly far ahead; else "malformed" or
+    "expired"."""
     if not (isinstance(mmyy, str) and len(mmyy) == 4 and mmyy.isascii() and mmyy.isdigit()):
         return "malformed"
     month, year = int(mmyy[:2]), 2000 + int(mmyy[2:])
     if not 1 <= month <= 12:
         return "malformed"
-    now = now.astimezone(UTC)
+    now = now.astimezone(LAST_ZONE)
     if (year, month) < (now.year, now.month):
         return "expired"
     if year > now.year + EXPIRY_MAX_YEARS_AHEAD:

@@ -376,3 +376,17 @@ def test_sandbox_void_by_key() -> None:
             await gw.authorize("k3", VISA, "1230", "123", 100)
         assert gw.outstanding() == [] and gw.processed == 2
     run(go())
+
+
+def test_a_card_is_good_through_the_end_of_its_month_in_every_us_time_zone() -> None:
+    # 2026-12-01 01:00 UTC is still November 30 from New York to Hawaii and American Samoa.
+    assert expiry_problem("1126", datetime(2026, 12, 1, 1, 0, tzinfo=UTC)) is None
+    assert expiry_problem("1126", datetime(2026, 12, 1, 11, 59, tzinfo=UTC)) is None
+    assert expiry_problem("1126", datetime(2026, 12, 1, 12, 0, tzinfo=UTC)) == "expired"   # over everywhere
+    assert expiry_problem("1026", datetime(2026, 12, 1, 1, 0, tzinfo=UTC)) == "expired"
+    assert expiry_problem("1226", datetime(2027, 1, 1, 5, 0, tzinfo=UTC)) is None           # across a year
+
+    async def go() -> None:      # the sandbox processor agrees
+        gw = SandboxGateway(now=lambda: datetime(2026, 12, 1, 1, 0, tzinfo=UTC).timestamp())
+        assert (await gw.authorize("k", VISA, "1126", "123", 100)).approved
+    run(go())
