@@ -233,6 +233,18 @@ def test_declined_card_posts_and_charges_nothing(tmp_path: Path, redis_url: str)
     run(go())
 
 
+def test_frozen_account_is_told_so_and_charged_nothing(tmp_path: Path, redis_url: str) -> None:
+    # "Try again later" would never work for a frozen account: the family hears it is frozen.
+    async def go() -> None:
+        async with deposit_stack(tmp_path, redis_url) as h:
+            account = await seed(h.ledger, MARIA, 500)
+            await h.ledger.freeze("freeze-1", account, reason="chargeback")
+            said = heard(await deposit_call(h, caller()))
+            assert said[-2:] == ["deposit_account_frozen", "goodbye"] and "deposit_unavailable" not in said
+            assert await h.posted(account) == 500 and line(h).gateway.processed == 0
+    run(go())
+
+
 def test_luhn_invalid_card_and_garbage_are_re_prompted(tmp_path: Path, redis_url: str) -> None:
     async def go() -> None:
         async with deposit_stack(tmp_path, redis_url) as h:
@@ -448,12 +460,12 @@ def test_gateway_outcome_unknown_voids_by_key_or_says_nothing_untrue(tmp_path: P
             [rec] = deposit_record(redis_url)
             assert (rec["state"], rec["reason"]) == ("voided", "gateway_error")
             # The void by key cannot be confirmed either: the trail says unknown, the caller is not told
-            # "you have not been charged".
+            # "you have not been charged" but that the payment could not be confirmed.
             stuck = AndVoidByKeyFails(now=h.controller.clock.now)
             line(h).gateway = stuck
             said = heard(await deposit_call(h, caller(), channel_id="1795536000.62"))
             assert "deposit_unavailable" not in said and "deposit_success" not in said
-            assert said[-1] == "goodbye" and said[-2] == "deposit_confirm"
+            assert said[-2:] == ["deposit_unconfirmed", "goodbye"]
             assert len(stuck.outstanding()) == 1 and await h.posted(account) == 500
             states = sorted(rec["state"] for rec in deposit_record(redis_url))
             assert states == ["unknown", "voided"]

@@ -477,10 +477,9 @@ class DepositLine:
         elif outcome.status == "declined":
             await self._finish(s, "deposit_declined")
         elif outcome.status == "unknown":
-            # We do not know whether the card will be charged: every failure prompt in the catalog says
-            # "you have not been charged", which may be false here, and there is no "could not confirm"
-            # prompt yet. Say nothing untrue: goodbye only (the trail is "unknown" for reconciliation).
-            await self._finish(s)
+            # We do not know whether the card will be charged: say so, and ask not to pay again now
+            # (never "you have not been charged"); the trail is "unknown" for reconciliation.
+            await self._finish(s, "deposit_unconfirmed")
         else:
             await self._finish(s, "deposit_unavailable")
 
@@ -579,7 +578,7 @@ class DepositLine:
             return account_id_for(s.facility_id, s.e164), True
         state = (await ledger.balance(account)).state
         if state == "frozen":
-            raise EndCall("account_frozen", "deposit_unavailable")
+            raise EndCall("account_frozen", "deposit_account_frozen")
         return account, state == "closed"      # a closed account is reopened by the deposit
 
     async def _facility_menu(self, s: Session, choices: list[str]) -> str:
