@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -64,10 +65,8 @@ def test_open_is_idempotent_and_funding_activates(led: SyncLedger) -> None:
     assert (b.posted, b.held, b.available, b.state) == (2_500, 0, 2_500, "active")
 
 
-def test_opening_an_open_account_and_closing_a_closed_one_change_nothing(led: SyncLedger,
-                                                                         redis_url: str) -> None:
-    """No new version and no journal entry (docs: "changes nothing"); the result is the same as before,
-    and the op id keeps it for replays."""
+def _funded_with_probe(led: SyncLedger, redis_url: str) -> tuple[str, Any]:
+    """A funded account, and a probe of its version and the journal's length (what a no-op must keep)."""
     from ledger.keys import Keys
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     a = led.open_account("o1", FAC, NUM)
@@ -76,11 +75,21 @@ def test_opening_an_open_account_and_closing_a_closed_one_change_nothing(led: Sy
     def version_and_journal() -> tuple[str, int]:
         return r.hget(_key(a), "v"), sum(r.xlen(Keys(p).journal) for p in range(16))
 
+    return a, version_and_journal
+
+
+def test_opening_an_open_account_and_closing_a_closed_one_change_nothing(led: SyncLedger,
+                                                                         redis_url: str) -> None:
+    """No new version and no journal entry (docs: "changes nothing"); the result is the same as before,
+    and the op id keeps it for replays."""
+    a, version_and_journal = _funded_with_probe(led, redis_url)
+
     before = version_and_journal()
     assert led.open_account("o2", FAC, NUM, "someone else") == a
     assert version_and_journal() == before
     assert led.balance(a).state == "active"
-    assert r.hget(_key(a), "o") == ""                               # the owner is not changed either
+    owner = redis.Redis.from_url(redis_url, decode_responses=True).hget(_key(a), "o")
+    assert owner == ""                                              # the owner is not changed either
     led.refund("r1", a, 100)
     led.close_account("x1", a)
     before = version_and_journal()
@@ -96,13 +105,7 @@ def test_opening_an_open_account_and_closing_a_closed_one_change_nothing(led: Sy
 
 def test_freezing_a_frozen_account_and_unfreezing_an_active_one_change_nothing(led: SyncLedger,
                                                                               redis_url: str) -> None:
-    from ledger.keys import Keys
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
-    a = led.open_account("o1", FAC, NUM)
-    led.deposit("d1", a, 100)
-
-    def version_and_journal() -> tuple[str, int]:
-        return r.hget(_key(a), "v"), sum(r.xlen(Keys(p).journal) for p in range(16))
+    a, version_and_journal = _funded_with_probe(led, redis_url)
 
     before = version_and_journal()
     assert led.unfreeze("u1", a).state == "active"                  # active already
