@@ -219,6 +219,32 @@ def test_number_with_accounts_at_two_facilities_gets_a_menu_of_those(tmp_path: P
     run(go())
 
 
+def test_a_relative_moved_to_another_facility_can_be_funded_there(tmp_path: Path, redis_url: str) -> None:
+    # One account at FAC-07 must not send every deposit there: the menu offers it and "another facility";
+    # the confirmation names the facility the money goes to.
+    async def go() -> None:
+        async with deposit_stack(tmp_path, redis_url) as h:
+            a07 = await seed(h.ledger, MARIA, 100, facility="FAC-07")
+            others = [f.id for f in h.controller.ctx.catalog.facilities if f.id != "FAC-07"]
+            key = str(others.index("FAC-22") + 1)
+            menu = [Keys("2", after=1.5), Keys(key, after=1.5)]       # another facility, then FAC-22
+            result = await deposit_call(h, caller(amount="10", menu=menu), facility=None)
+            said = heard(result)
+            assert said.count("deposit_other_facility") == 1 and "facility_FAC-22" in said
+            at = said.index("deposit_at")
+            assert said[at + 1] == "facility_FAC-22" and said.index("deposit_confirm") > at
+            assert "deposit_success" in said
+            assert await h.posted(a07) == 100
+            a22 = await h.ledger.find_account("FAC-22", MARIA)
+            assert a22 is not None and await h.posted(a22) == 1000
+
+            # Pressing 1 keeps the account the number already has.
+            again = caller(amount="5", menu=[Keys("1", after=1.5)])
+            said = heard(await deposit_call(h, again, facility=None))
+            assert "deposit_success" in said and await h.posted(a07) == 600
+    run(go())
+
+
 def test_declined_card_posts_and_charges_nothing(tmp_path: Path, redis_url: str) -> None:
     async def go() -> None:
         async with deposit_stack(tmp_path, redis_url) as h:

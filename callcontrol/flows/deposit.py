@@ -2,7 +2,8 @@
 their own phone number at a facility with a card, by keypad.
 
     language (1 en, 2 es) -> number the inmate will call, read back (1 correct, 2 re-enter)
-    -> facility (the query's, else the one account's, else a menu) -> account (opened at posting if new)
+    -> facility (the query's; else a menu of those with an account plus "another facility", or of all
+       when there is none) -> account (opened at posting if new)
     -> amount in whole dollars, read back -> card (Luhn) -> expiry MMYY -> CVV -> confirm (1 / 2)
     -> authorize -> ledger.deposit -> capture -> "available balance is ..."
 
@@ -536,9 +537,6 @@ class DepositLine:
                 await self._play(s, ["invalid_choice"])
         raise self._too_many(s)
 
-    def _candidates(self, accounts: dict[str, str]) -> list[str]:
-        return list(accounts) or [f.id for f in self.ctx.catalog.facilities]
-
     async def _facility_and_account(self, s: Session) -> tuple[str, bool]:
         """Facility rule: the AGI query's `facility` (one DID per facility) if given; otherwise the one
         facility where this number has an account; otherwise a menu of the facilities where it has
@@ -556,14 +554,12 @@ class DepositLine:
         else:
             ids = [f.id for f in self.ctx.catalog.facilities]
             found = await asyncio.gather(*(ledger.find_account(fid, s.e164) for fid in ids))
-            accounts = {fid: acc for fid, acc in zip(ids, found, strict=True) if acc}
-            choices = self._candidates(accounts)
-            if len(choices) == 1:
-                s.facility_id = choices[0]
-            elif len(choices) > MAX_FACILITY_MENU:
-                raise EndCall("facility_menu_too_long", "deposit_unavailable")
-            else:
-                s.facility_id = await self._facility_menu(s, choices)
+            held = [fid for fid, acc in zip(ids, found, strict=True) if acc]
+            others = [fid for fid in ids if fid not in held]
+            # The facilities where this number has accounts, and "another facility" while there are
+            # others: a relative moved to another facility must not have the money land at the old one.
+            picked = await self._pick_facility(s, held, other=bool(others)) if held else None
+            s.facility_id = picked or await self._pick_facility(s, others)
         try:
             self.ctx.catalog.classify(s.facility_id, s.e164)
         except Exception as exc:
@@ -581,16 +577,24 @@ class DepositLine:
             raise EndCall("account_frozen", "deposit_account_frozen")
         return account, state == "closed"      # a closed account is reopened by the deposit
 
-    async def _facility_menu(self, s: Session, choices: list[str]) -> str:
-        keys = "".join(str(i) for i in range(1, len(choices) + 1))
+    async def _pick_facility(self, s: Session, choices: list[str], *, other: bool = False) -> str | None:
+        """One of `choices` (no question when it is the only one and there is no other), or None when
+        the caller asked for another facility. At most 9 entries: more needs per-facility DIDs."""
+        if len(choices) == 1 and not other:
+            return choices[0]
+        if len(choices) + other > MAX_FACILITY_MENU:
+            raise EndCall("facility_menu_too_long", "deposit_unavailable")
+        sp = self.ctx.speech
         ids: list[str] = []
         for i, fid in enumerate(choices, 1):
-            ids += [*self.ctx.speech.facility_name(fid, s.lang), "deposit_press",
-                    *self.ctx.speech.say_digits(str(i), s.lang)]
+            ids += [*sp.facility_name(fid, s.lang), "deposit_press", *sp.say_digits(str(i), s.lang)]
+        if other:
+            ids += ["deposit_other_facility", "deposit_press", *sp.say_digits(str(len(choices) + 1), s.lang)]
+        keys = "".join(str(i) for i in range(1, len(choices) + other + 1))
         for _ in range(self.limits.tries):
             key = await self._menu(s, ids, keys)
             if key:
-                return choices[int(key) - 1]
+                return choices[int(key) - 1] if int(key) <= len(choices) else None
             await self._play(s, ["invalid_choice"])
         raise self._too_many(s)
 
@@ -643,7 +647,8 @@ class DepositLine:
         s.step = "confirm"
         sp = self.ctx.speech
         ids = ["deposit_amount_is", *sp.say_money(cents, s.lang), "deposit_to_number",
-               *sp.say_digits(s.digits, s.lang), "deposit_confirm"]
+               *sp.say_digits(s.digits, s.lang), "deposit_at", *sp.facility_name(s.facility_id, s.lang),
+               "deposit_confirm"]
         for _ in range(self.limits.tries):
             key = await self._menu(s, ids, "12")
             if key == "1":
