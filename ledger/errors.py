@@ -68,9 +68,15 @@ class UnknownHold(LedgerError):
 
 class LedgerUnavailable(LedgerError):
     """Redis down, timing out or refusing writes. The outcome of an in-flight operation is unknown:
-    retry it with the same operation id (idempotent) to learn it."""
+    retry it with the same operation id (idempotent) to learn it. `not_applied` is True when the
+    request certainly never ran (no connection, or Redis refused it before running any script), so the
+    operation is certainly not done (a payment may then be released at once)."""
 
     code = "ledger_unavailable"
+
+    def __init__(self, message: str = "", *, code: str | None = None, not_applied: bool = False) -> None:
+        super().__init__(message, code=code)
+        self.not_applied = not_applied
 
 
 class LedgerInternal(LedgerError):

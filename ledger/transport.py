@@ -25,6 +25,7 @@ import hiredis
 from ledger.errors import LedgerInternal, LedgerUnavailable
 from ledger.scripts import SCRIPTS, Script
 
+NOT_RUN_PREFIXES = ("LOADING", "READONLY", "MASTERDOWN", "NOAUTH", "CLUSTERDOWN", "TRYAGAIN", "BUSY")
 UNAVAILABLE_PREFIXES = ("LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM",
                         "MISCONF", "NOREPLICAS", "NOAUTH")
 
@@ -96,7 +97,7 @@ class _Protocol(asyncio.Protocol):
 
     def send(self, payload: bytes) -> asyncio.Future[Any]:
         if self.closed:
-            raise LedgerUnavailable("connection to Redis is closed")
+            raise LedgerUnavailable("connection to Redis is closed", not_applied=True)
         fut = self.loop.create_future()
         self.pending.append(fut)
         self.out.append(payload)
@@ -155,13 +156,13 @@ class _Node:
             _, proto = await asyncio.wait_for(coro, self.owner.timeout)
         except (OSError, TimeoutError) as exc:
             raise LedgerUnavailable(f"cannot connect to Redis at {self.path or self.host}:{self.port}: "
-                                    f"{exc}") from exc
+                                    f"{exc}", not_applied=True) from exc
         try:
             await self._setup(proto)
         except TimeoutError as exc:
             proto.abort("set-up timed out")
             raise LedgerUnavailable(f"Redis at {self.path or self.host}:{self.port} accepted the "
-                                    f"connection but did not answer its set-up") from exc
+                                    f"connection but did not answer its set-up", not_applied=True) from exc
         except BaseException:
             proto.abort("set-up failed")
             raise
@@ -182,7 +183,7 @@ class _Node:
         replies = await asyncio.wait_for(asyncio.gather(*futs), self.owner.timeout)
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
-                raise LedgerUnavailable(f"Redis refused connection set-up: {reply}")
+                raise LedgerUnavailable(f"Redis refused connection set-up: {reply}", not_applied=True)
 
 
 class Transport:
@@ -322,7 +323,9 @@ class Transport:
     @staticmethod
     def _raise(msg: str) -> Any:
         if msg.startswith(UNAVAILABLE_PREFIXES):
-            raise LedgerUnavailable(f"Redis refused: {msg}")
+            # Refused before the script ran (loading, read-only replica, another script busy...); kept to
+            # the refusals that certainly run nothing, the others leave the outcome open.
+            raise LedgerUnavailable(f"Redis refused: {msg}", not_applied=msg.startswith(NOT_RUN_PREFIXES))
         raise LedgerInternal(f"Redis error: {msg}")
 
     def script(self, script: Script, slot: int, keys: Sequence[str], args: Sequence[str]) -> Awaitable[Any]:

@@ -44,9 +44,10 @@ def test_a_silent_redis_fails_closed(redis_url: str, loop_kind: str) -> None:
             # Redis answers nobody for 3 s (CLIENT PAUSE: DEBUG SLEEP is disabled by default since 7.0).
             redis.Redis.from_url(redis_url).execute_command("CLIENT", "PAUSE", "3000", "ALL")
             started = time.monotonic()
-            with pytest.raises(LedgerUnavailable):
+            with pytest.raises(LedgerUnavailable) as lost:
                 await led.deposit("dep-1", account, 500)
             assert time.monotonic() - started < 2.5  # the watchdog, not Redis waking up, ended the wait
+            assert not lost.value.not_applied           # sent: its outcome is unknown, not "not done"
         finally:
             await led.close()
 
@@ -93,6 +94,7 @@ def test_requests_behind_a_reconnect_to_a_mute_redis_fail_together(loop_kind: st
                                            return_exceptions=True)
             elapsed = time.monotonic() - started
             assert all(isinstance(r, LedgerUnavailable) for r in results), {repr(r) for r in results}
+            assert all(r.not_applied for r in results)  # nothing was ever sent: certainly not done
             assert accepted == 1                       # one attempt, shared
             assert elapsed < 5.0                       # serialised, they would take 25 s
             with pytest.raises(LedgerUnavailable):     # the next request tries afresh
@@ -103,3 +105,24 @@ def test_requests_behind_a_reconnect_to_a_mute_redis_fail_together(loop_kind: st
             server.close()
 
     run_on(loop_kind, main)
+
+
+def test_a_redis_that_is_not_there_certainly_applied_nothing() -> None:
+    import socket
+
+    from ledger.transport import Transport
+
+    with socket.socket() as s:                      # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def main() -> None:
+        transport = Transport(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+        try:
+            with pytest.raises(LedgerUnavailable) as refused:
+                await transport.seed.connect()
+            assert refused.value.not_applied
+        finally:
+            await transport.close()
+
+    asyncio.run(main())

@@ -279,7 +279,7 @@ class LedgerReplies:
 
         self.calls += 1
         if self.unsent:
-            raise LedgerUnavailable("cannot connect to Redis at 127.0.0.1:1: refused")
+            raise LedgerUnavailable("cannot connect to Redis at 127.0.0.1:1: refused", not_applied=True)
         balance = await self.inner.deposit(*a, **kw)
         if self.calls <= self.lost:
             raise LedgerUnavailable("connection to Redis lost (reset); outcome unknown, retry")

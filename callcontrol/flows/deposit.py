@@ -68,6 +68,7 @@ MAX_ATTEMPTS = 9                        # new keys per channel and account after
 CLOSED_STATES = frozenset({"declined", "voided", "gateway_failed", "reversed"})
 # Trail states nothing may overwrite (a later run on the same key must not rewrite what happened).
 FINAL_STATES = CLOSED_STATES | {"captured"}
+_FINAL_ARG = "|" + "|".join(sorted(FINAL_STATES)) + "|"       # what _RECORD_LUA searches for "|state|"
 _RECORD_LUA = """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if cur and string.find(ARGV[2], '|' .. cur .. '|', 1, true) then return 0 end
@@ -175,17 +176,9 @@ def _transient(exc: BaseException) -> bool:
                                                                    | TimeoutError)
 
 
-# LedgerUnavailable messages (ledger/transport.py) raised before the request reached Redis, or when Redis
-# refused it without running the script: that attempt certainly did not post. Any other transient
-# failure (connection lost with the request in flight, reply timeout) leaves the outcome unknown.
-_NOT_SENT = ("cannot connect to Redis", "connection to Redis is closed", "Redis refused: LOADING",
-             "Redis refused: READONLY", "Redis refused: MASTERDOWN", "Redis refused: NOAUTH",
-             "Redis refused: CLUSTERDOWN", "Redis refused: TRYAGAIN", "Redis refused: BUSY")
-
-
 def _not_sent(exc: BaseException) -> bool:
-    return type(exc).__name__ == "LedgerUnavailable" and (
-        str(exc).startswith(_NOT_SENT) or "did not answer its set-up" in str(exc))
+    """This attempt certainly did not post: the ledger never ran it (LedgerUnavailable.not_applied)."""
+    return bool(getattr(exc, "not_applied", False))
 
 
 async def _retry(what: Callable[[], Any], tries: int, backoff: float,
@@ -511,8 +504,7 @@ class DepositLine:
         if state == "authorizing":
             once = {"facility": order.facility_id, "number": order.number_e164,
                     "account": order.account_id, "amount": str(order.cents)}
-        final = "|" + "|".join(sorted(FINAL_STATES)) + "|"
-        args = [str(DEPOSIT_TTL), final, str(len(mapping))]
+        args = [str(DEPOSIT_TTL), _FINAL_ARG, str(len(mapping))]
         for k, v in [*mapping.items(), *once.items()]:
             args += [k, v]
         await self.ctx.store.r.eval(_RECORD_LUA, 1, key, *args)
@@ -538,9 +530,9 @@ class DepositLine:
         raise self._too_many(s)
 
     async def _facility_and_account(self, s: Session) -> tuple[str, bool]:
-        """Facility rule: the AGI query's `facility` (one DID per facility) if given; otherwise the one
-        facility where this number has an account; otherwise a menu of the facilities where it has
-        accounts, or of every facility when it has none (at most 9 entries: more needs per-facility DIDs)."""
+        """Facility rule: the AGI query's `facility` (one DID per facility) if given; otherwise a menu of
+        the facilities where this number has accounts plus "another facility" (then a menu of the
+        others), or of every facility when it has none; no question when there is one choice."""
         s.step = "facility"
         ledger = self.ctx.ledger
         wanted = s.ch.query.get("facility") or ""

@@ -73,9 +73,7 @@ async def _resolve_hold(ctx: FlowContext, state: CallState, ended: float) -> tup
             await _ledger_retry(ctx.ledger.void, f"{state.call_id}:void", state.account, state.call_id,
                                 reason="not_accepted")
         except Exception as exc:
-            # IdConflict: this call's void already ran under another reason (the inmate flow voids an
-            # unused hold as not_dialled), so the hold is released either way.
-            if type(exc).__name__ not in ("HoldNotPending", "UnknownHold", "IdConflict"):
+            if type(exc).__name__ not in ("HoldNotPending", "UnknownHold"):
                 raise
         return 0, 0
     billed = decisions.billed_seconds(state.accepted_at, ended)

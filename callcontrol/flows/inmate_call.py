@@ -273,7 +273,9 @@ async def _dial_number(ctx: FlowContext, ch: Any, att: Attempt, inmate: Inmate, 
 
 async def _release_unused(ctx: FlowContext, att: Attempt) -> None:
     try:
-        await ctx.ledger.void(f"{att.call_id}:void", att.account, att.call_id, reason="not_dialled")
+        # Its own op id: the settlement's `<call>:void` (reason not_accepted) then finds the hold resolved
+        # (HoldNotPending) rather than the same id with another payload.
+        await ctx.ledger.void(f"{att.call_id}:void-unused", att.account, att.call_id, reason="not_dialled")
     except Exception as exc:
         log.warning("void_failed", call_id=att.call_id, error=type(exc).__name__)  # lease will expire
 
