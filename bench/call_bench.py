@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from callcontrol.runtime import raise_fd_limit, tune_gc
+from callcontrol.platform.runtime import raise_fd_limit, tune_gc
 
 N_ACCOUNTS = 2000
 PIN = "10422468"
@@ -65,7 +65,7 @@ def _sim_main(conn: Any, port: int, index: int = 0, nprocs: int = 1) -> None:
 
 
 async def _sim_loop(conn: Any, port: int, index: int = 0, nprocs: int = 1) -> None:
-    from callcontrol.clock import Clock
+    from callcontrol.platform.clock import Clock
     from callcontrol.sim import Handset, Keys, Recipient, SimConfig, Simulator
 
     # Several load processes: distinct channel names and uniqueids in each.
@@ -182,14 +182,14 @@ class Baseline:
 def _split(line: str) -> tuple[str, list[str]]:
     words = line.split(" ")
     if line.startswith("GET FULL VARIABLE "):
-        from callcontrol.agi_wire import Quoted
+        from callcontrol.asterisk.agi_wire import Quoted
 
         return "GET FULL VARIABLE", [Quoted(line.split(" ", 3)[3].strip('"'))]
     two = " ".join(words[:2])
     if two in ("STREAM FILE", "GET DATA", "RECORD FILE", "SET VARIABLE", "GET VARIABLE", "WAIT FOR"):
         if two == "WAIT FOR":
             return "WAIT FOR DIGIT", words[3:]
-        from callcontrol.agi_wire import Quoted
+        from callcontrol.asterisk.agi_wire import Quoted
 
         rest = [Quoted(w.strip('"')) if w.startswith('"') else w for w in words[2:]]
         return two, rest
@@ -220,9 +220,9 @@ def _pct(values: list[float], p: float) -> float:
 
 
 async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> None:
-    from callcontrol.clock import Clock
-    from callcontrol.config import REPO_ROOT, load_settings
     from callcontrol.controller import Controller
+    from callcontrol.platform.clock import Clock
+    from callcontrol.platform.config import REPO_ROOT, load_settings
     from ledger import Ledger
 
     settings = replace(load_settings(env={}), data_dir=tmp, facility_dir=REPO_ROOT / "facility_data",
@@ -373,14 +373,14 @@ async def _capture_commands(ctl: Any, recorder: dict[str, list[str]],
             return getattr(self._ch, name)
 
         async def send(self, command: str, *args: Any, **kw: Any) -> Any:
-            from callcontrol.agi_wire import encode_command
+            from callcontrol.asterisk.agi_wire import encode_command
 
             recorder[self._key].append(encode_command(command, *args).decode().rstrip("\n"))
             return await self._ch.send(command, *args, **kw)
 
     assert ctl.ctx is not None and ctl.agi is not None
     # Recording wrapper: the channel API methods call self.send, so rebind them on the wrapper.
-    from callcontrol.agi import AGIChannel
+    from callcontrol.asterisk.agi import AGIChannel
 
     def wrap(key: str, fn: Any) -> Any:
         async def route(ch: Any) -> None:
@@ -507,8 +507,8 @@ def _free_port() -> int:
 
 
 def main(hold_calls: int | None = None, seconds: float = 5.0) -> None:
-    from callcontrol.logs import configure_logging
-    from callcontrol.redis_server import EmbeddedRedis
+    from callcontrol.platform.logs import configure_logging
+    from callcontrol.platform.redis_server import EmbeddedRedis
 
     configure_logging("json", "error")
     limit = raise_fd_limit()

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from callcontrol.redis_server import EmbeddedRedis
+from callcontrol.platform.redis_server import EmbeddedRedis
 from ledger import Ledger
 
 CONCURRENCY = (1, 16, 256)

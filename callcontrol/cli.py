@@ -10,8 +10,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from callcontrol.config import load_settings
-from callcontrol.logs import configure_logging
+from callcontrol.platform.config import load_settings
+from callcontrol.platform.logs import configure_logging
 
 # Modules exposing register(subparsers); a module that is not there yet is skipped.
 COMMAND_MODULES = (

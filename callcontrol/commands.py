@@ -12,8 +12,8 @@ from typing import Any
 
 import structlog
 
-from callcontrol import runtime
-from callcontrol.config import Settings
+from callcontrol.platform import runtime
+from callcontrol.platform.config import Settings
 
 log = structlog.get_logger("callcontrol.commands")
 
@@ -67,7 +67,7 @@ async def _serve(args: argparse.Namespace, settings: Settings, redis_url: str) -
 
 
 def demo_command(args: argparse.Namespace, settings: Settings) -> int:
-    from callcontrol.logs import configure_logging
+    from callcontrol.platform.logs import configure_logging
 
     # The story goes to stdout; only warnings and errors go to the log (stderr).
     if settings.log_level.lower() in ("info", ""):
@@ -100,7 +100,7 @@ class Stack:
                  start_at: float | None = DEMO_START, sql_url: str | None = None, run_sync: bool = True,
                  ami: bool = True, instance: str | None = None, names_dir: str | None = None,
                  sim_config: Any = None, clock: Any = None, agi_port: int | None = None) -> None:
-        from callcontrol.clock import Clock
+        from callcontrol.platform.clock import Clock
 
         self.settings = settings
         self.redis_url = redis_url

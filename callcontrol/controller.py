@@ -20,15 +20,15 @@ from typing import Any
 import structlog
 
 from callcontrol import speech
-from callcontrol.agi import AGIServer
+from callcontrol.asterisk.agi import AGIServer
 from callcontrol.call_state import CallState, CallStore
-from callcontrol.config import Settings
 from callcontrol.flows.context import FlowContext
 from callcontrol.flows.deposit import deposit_route
 from callcontrol.flows.hangup import hangup_route, settle_call
 from callcontrol.flows.inmate_call import inmate_call
 from callcontrol.flows.screen import screen
 from callcontrol.metering import Meter, MeteredCall
+from callcontrol.platform.config import Settings
 from callcontrol.policy import Policy
 
 log = structlog.get_logger("callcontrol.controller")
@@ -49,7 +49,7 @@ class Controller:
                  sql_url: str | None = None, run_sync: bool = True, agi_bind: str | None = None,
                  reap_interval: float = 30.0, sync_interval: float = 0.5,
                  screening_margin: int = 120) -> None:
-        from callcontrol.clock import Clock
+        from callcontrol.platform.clock import Clock
 
         self.settings = settings
         self.redis_url = redis_url
@@ -154,7 +154,7 @@ class Controller:
 
     # ------------------------------------------------------------------ AMI watchdog
     async def _start_ami(self) -> None:
-        from callcontrol.ami import AMIClient
+        from callcontrol.asterisk.ami import AMIClient
 
         s = self.settings
         self.ami = AMIClient(s.ami_host, s.ami_port, s.ami_user, s.ami_secret, events="call")

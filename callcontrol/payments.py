@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
 
-from callcontrol.logs import luhn_ok
+from callcontrol.platform.logs import luhn_ok
 
 CARD_MIN_DIGITS = 13
 CARD_MAX_DIGITS = 19

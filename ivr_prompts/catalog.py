@@ -79,7 +79,7 @@ def facility_prompt_id(facility_id: str) -> str:
 
 
 def default_facility_dir() -> Path:
-    """Same default as callcontrol.config.Settings.facility_dir, honouring CALLCONTROL_FACILITY_DIR."""
+    """The default of Settings.facility_dir (platform.config); CALLCONTROL_FACILITY_DIR wins."""
     env = os.environ.get("CALLCONTROL_FACILITY_DIR")
     return Path(env).expanduser() if env else PACKAGE_DIR.parent / "facility_data"
 

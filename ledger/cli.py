@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from callcontrol.config import Settings
-from callcontrol.runtime import redis_url
+from callcontrol.platform.config import Settings
+from callcontrol.platform.runtime import redis_url
 from ledger.core import Ledger
 from ledger.errors import BadAmount, BadId, BadInput, LedgerError, LedgerUnavailable
 from ledger.journal import SEP

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from callcontrol.redis_server import EmbeddedRedis
+from callcontrol.platform.redis_server import EmbeddedRedis
 from tests.support.servers import PostgresServer, RedisCluster
 
 _db_counter = itertools.count()

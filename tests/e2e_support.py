@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from callcontrol.commands import DEMO_START, Stack
-from callcontrol.config import REPO_ROOT, load_settings
+from callcontrol.platform.config import REPO_ROOT, load_settings
 from callcontrol.sim import Handset, Record
 from ledger import Ledger
 

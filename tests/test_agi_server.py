@@ -13,7 +13,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from callcontrol.agi import AGIChannel, AGIError, AGIHangup, AGIServer, AGITimeout, AllowList
+from callcontrol.asterisk.agi import AGIChannel, AGIError, AGIHangup, AGIServer, AGITimeout, AllowList
 
 ENV = (
     b"agi_network: yes\n"

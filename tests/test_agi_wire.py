@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callcontrol.agi_wire import (
+from callcontrol.asterisk.agi_wire import (
     HANGUP_LINE,
     MAX_COMMAND_BYTES,
     MAX_ENV_BYTES,
@@ -232,7 +232,7 @@ def test_whole_block_parse_of_a_real_env(block: bytes) -> None:
 
 
 def test_prompt_lists_fit_one_application_argument_only_when_safe() -> None:
-    from callcontrol.agi import APP_FILES_LIMIT, fits_one_app
+    from callcontrol.asterisk.agi import APP_FILES_LIMIT, fits_one_app
 
     assert fits_one_app(["advancepay/en/rate_is", "advancepay/en/n_9", "/var/lib/names/c1a2"])
     for bad in (",", "&", "|", "(", ")", " ", '"', "\\", "\n"):

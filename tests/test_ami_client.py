@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from callcontrol.ami import AMIClient, AMIConnectionError, AMIError
-from callcontrol.ami_wire import Message, encode_headers, parse_messages
+from callcontrol.asterisk.ami import AMIClient, AMIConnectionError, AMIError
+from callcontrol.asterisk.ami_wire import Message, encode_headers, parse_messages
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 

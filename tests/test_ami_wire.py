@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from callcontrol.ami_wire import (
+from callcontrol.asterisk.ami_wire import (
     MAX_MESSAGE_LINES,
     AMIProtocolError,
     Message,

@@ -523,7 +523,7 @@ def test_cdr_manager_enabled_and_pjsip_sample_is_inert():
 def test_docker_files_use_real_settings_and_the_ami_user():
     from dataclasses import fields
 
-    from callcontrol.config import Settings
+    from callcontrol.platform.config import Settings
 
     names = {f.name.upper() for f in fields(Settings)}
     docker = CONF.parent / "docker"

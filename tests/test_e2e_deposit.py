@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from callcontrol.flows.deposit import DEPOSIT_KEY, SOURCE, DepositLine
 from callcontrol.payments import Authorization, GatewayError, SandboxGateway
-from callcontrol.redis_server import EmbeddedRedis
+from callcontrol.platform.redis_server import EmbeddedRedis
 from callcontrol.sim import Handset, HangUp, Keys, SimConfig
 from ledger import Ledger
 from ledger.keys import account_id_for

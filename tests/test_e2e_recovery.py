@@ -9,9 +9,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from callcontrol.config import REPO_ROOT
 from callcontrol.controller import HEARTBEAT_KEY, Controller
-from callcontrol.redis_server import EmbeddedRedis
+from callcontrol.platform.config import REPO_ROOT
+from callcontrol.platform.redis_server import EmbeddedRedis
 from callcontrol.sim import Recipient
 from rating import load_catalog
 from tests.e2e_support import FAC, handset, prompt_ids, running, seed

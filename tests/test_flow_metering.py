@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from callcontrol.call_state import CallState, CallStore
-from callcontrol.clock import ManualClock
 from callcontrol.metering import Meter, MeteredCall
+from callcontrol.platform.clock import ManualClock
 from ledger import Ledger
 
 

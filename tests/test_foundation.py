@@ -10,9 +10,9 @@ import pytest
 import redis
 import structlog
 
-from callcontrol.config import Settings, load_settings
-from callcontrol.logs import configure_logging, luhn_ok, redact_text
-from callcontrol.redis_server import EmbeddedRedis
+from callcontrol.platform.config import Settings, load_settings
+from callcontrol.platform.logs import configure_logging, luhn_ok, redact_text
+from callcontrol.platform.redis_server import EmbeddedRedis
 
 VISA_TEST = "4111111111111111"  # Luhn-valid test card number
 
@@ -73,7 +73,7 @@ def test_redact_text_leaves_no_card_digits(text: str, secrets: list[str]) -> Non
 
 
 def test_sensitive_keys_mask_every_leaf_and_spare_ordinary_words() -> None:
-    from callcontrol.logs import redact_processor
+    from callcontrol.platform.logs import redact_processor
 
     out = redact_processor(None, "info", {
         "event": "x", "cvv": ["739"], "pin": {"value": "2468"}, "card_expiry": "1230",
@@ -159,7 +159,7 @@ def test_raise_fd_limit_lifts_a_low_soft_limit_to_the_hard_one() -> None:
 
     code = (
         "import resource\n"
-        "from callcontrol.runtime import raise_fd_limit\n"
+        "from callcontrol.platform.runtime import raise_fd_limit\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (min(64, hard), hard))\n"
         "got = raise_fd_limit()\n"
@@ -176,7 +176,7 @@ def test_tune_gc_freezes_the_start_up_heap_and_raises_the_young_threshold() -> N
 
     code = (
         "import gc\n"
-        "from callcontrol.runtime import tune_gc\n"
+        "from callcontrol.platform.runtime import tune_gc\n"
         "before = gc.get_threshold()\n"
         "tune_gc(12345)\n"
         "print(gc.get_freeze_count(), *gc.get_threshold(), *before[1:])\n"

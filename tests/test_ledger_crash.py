@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from callcontrol.redis_server import EmbeddedRedis
+from callcontrol.platform.redis_server import EmbeddedRedis
 from ledger import Ledger, LedgerUnavailable
 from ledger.keys import Keys
 from ledger.reconcile import reconcile

@@ -14,7 +14,7 @@ import redis
 import sqlalchemy as sa
 
 from callcontrol.cli import build_parser
-from callcontrol.config import Settings
+from callcontrol.platform.config import Settings
 from ledger import HoldNotPending, IdConflict, Ledger
 from ledger.apply import apply_entries
 from ledger.core import DEFAULT_IDEMPOTENCY_TTL

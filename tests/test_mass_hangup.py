@@ -19,11 +19,11 @@ import redis
 
 from callcontrol import speech
 from callcontrol.call_state import CallState, CallStore
-from callcontrol.clock import Clock
-from callcontrol.config import REPO_ROOT, load_settings
 from callcontrol.flows.context import FlowContext
 from callcontrol.flows.hangup import settle_call
 from callcontrol.metering import Meter
+from callcontrol.platform.clock import Clock
+from callcontrol.platform.config import REPO_ROOT, load_settings
 from callcontrol.policy import Policy
 from ledger import Ledger, LedgerUnavailable
 from rating import load_catalog

@@ -19,7 +19,6 @@ from callcontrol.flows.deposit import (
     parse_number,
     spoken_number,
 )
-from callcontrol.logs import luhn_ok
 from callcontrol.payments import (
     GatewayError,
     IdempotencyConflict,
@@ -29,6 +28,7 @@ from callcontrol.payments import (
     cvv_ok,
     expiry_problem,
 )
+from callcontrol.platform.logs import luhn_ok
 from ledger import Ledger
 
 NOV_2026 = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)

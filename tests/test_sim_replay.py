@@ -14,7 +14,7 @@ import asyncio
 
 import pytest
 
-from callcontrol.clock import ManualClock
+from callcontrol.platform.clock import ManualClock
 from callcontrol.sim import Handset, Interrupt, Keys, Recipient, Record, SimConfig, Simulator, Timeout
 from callcontrol.sim.dialplan import transcript_dialplan
 from callcontrol.sim.transcripts import (

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from callcontrol.clock import Clock, ManualClock
+from callcontrol.platform.clock import Clock, ManualClock
 from callcontrol.sim import CallResult, Handset, HangUp, Keys, Recipient, SimConfig, Simulator
 from callcontrol.sim.wire import ami_message, parse_ami_message
 

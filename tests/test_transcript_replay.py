@@ -15,10 +15,17 @@ from typing import Any
 
 import pytest
 
-from callcontrol.agi import AGIChannel, AGIError, AGIHangup, AGIServer
-from callcontrol.agi_wire import HANGUP_LINE, AGIReply, Quoted, ReplyAssembler, quote_arg, split_command
-from callcontrol.ami import AMIAuthError, AMIClient, AMIError
-from callcontrol.ami_wire import Message, parse_messages
+from callcontrol.asterisk.agi import AGIChannel, AGIError, AGIHangup, AGIServer
+from callcontrol.asterisk.agi_wire import (
+    HANGUP_LINE,
+    AGIReply,
+    Quoted,
+    ReplyAssembler,
+    quote_arg,
+    split_command,
+)
+from callcontrol.asterisk.ami import AMIAuthError, AMIClient, AMIError
+from callcontrol.asterisk.ami_wire import Message, parse_messages
 from tests.support import transcripts as tx
 
 FASTAGI = tx.fastagi_files()

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from callcontrol.call_state import CallState, CallStore
-from callcontrol.config import Settings
 from callcontrol.metering import Meter
+from callcontrol.platform.config import Settings
 from callcontrol.policy import Policy
 
 SETTLE_CONCURRENCY = 256

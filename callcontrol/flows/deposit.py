@@ -31,7 +31,7 @@ from typing import Any, Literal
 import structlog
 
 from callcontrol import decisions
-from callcontrol.agi import AGIError, AGIHangup
+from callcontrol.asterisk.agi import AGIError, AGIHangup
 from callcontrol.flows.context import FlowContext
 from callcontrol.payments import (
     CARD_MAX_DIGITS,

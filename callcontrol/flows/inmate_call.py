@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from callcontrol import decisions
-from callcontrol.agi import AGIError, AGIHangup, fits_one_app
+from callcontrol.asterisk.agi import AGIError, AGIHangup, fits_one_app
 from callcontrol.call_state import CallState
 from callcontrol.decisions import Denial, DialVerdict, Outcome
 from callcontrol.flows.context import FlowContext, iso, new_call_id

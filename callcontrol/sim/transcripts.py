@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from callcontrol.clock import ManualClock
+from callcontrol.platform.clock import ManualClock
 
 TRANSCRIPT_DIR = Path(
     os.environ.get("CALLCONTROL_TRANSCRIPTS")

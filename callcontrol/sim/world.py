@@ -5,7 +5,7 @@
 `AGI(agi://host:port/inmate-call?facility=F,<ext>,<station>)`, Hangup) against the controller's
 FastAGI server and answers the controller's commands from the Handset script. Dial() reaches scripted
 Recipients; U() opens a second FastAGI session on the called channel. Everything runs on one asyncio
-loop (no threads), in simulated time (`callcontrol.clock.Clock`).
+loop (no threads), in simulated time (`callcontrol.platform.clock.Clock`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from callcontrol.clock import Clock
+from callcontrol.platform.clock import Clock
 from callcontrol.sim.agi_side import AgiSession
 from callcontrol.sim.apps import Apps
 from callcontrol.sim.channels import CAUSE_TXT, Channel, fmt_cdr_time

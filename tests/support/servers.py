@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from callcontrol.redis_server import EmbeddedRedis, find_redis_server
+from callcontrol.platform.redis_server import EmbeddedRedis, find_redis_server
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from callcontrol.ami_wire import (
+from callcontrol.asterisk.ami_wire import (
     AMIProtocolError,
     HeaderValue,
     Message,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ledger.validate import check_max_amount
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PREFIX = "CALLCONTROL_"
 
 

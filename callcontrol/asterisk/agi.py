@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from callcontrol.agi_wire import (
+from callcontrol.asterisk.agi_wire import (
     HANGUP_LINE,
     AGIProtocolError,
     AGIReply,
@@ -28,7 +28,7 @@ from callcontrol.agi_wire import (
     encode_command,
     parse_env_block,
 )
-from callcontrol.logs import SENSITIVE_KEYS
+from callcontrol.platform.logs import SENSITIVE_KEYS
 
 __all__ = [
     "AGIChannel",

@@ -7,8 +7,8 @@ import gc
 import resource
 from collections.abc import Iterator
 
-from callcontrol.config import Settings
-from callcontrol.redis_server import EmbeddedRedis
+from callcontrol.platform.config import Settings
+from callcontrol.platform.redis_server import EmbeddedRedis
 
 
 @contextlib.contextmanager
