@@ -22,8 +22,8 @@ import structlog
 from callcontrol import speech
 from callcontrol.asterisk.agi import AGIServer
 from callcontrol.call_state import CallState, CallStore
+from callcontrol.deposit import deposit_route
 from callcontrol.flows.context import FlowContext
-from callcontrol.flows.deposit import deposit_route
 from callcontrol.flows.hangup import hangup_route, settle_call
 from callcontrol.flows.inmate_call import inmate_call
 from callcontrol.flows.screen import screen

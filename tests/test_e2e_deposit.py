@@ -16,12 +16,15 @@ import redis
 import structlog
 from sqlalchemy import select
 
-from callcontrol.flows.deposit import DEPOSIT_KEY, SOURCE, DepositLine
-from callcontrol.payments import Authorization, GatewayError, SandboxGateway
+from callcontrol.deposit import DepositLine
 from callcontrol.platform.redis_server import EmbeddedRedis
 from callcontrol.sim import Handset, HangUp, Keys, SimConfig
 from ledger import Ledger
 from ledger.keys import account_id_for
+from payments.gateway import Authorization, GatewayError
+from payments.saga import SOURCE
+from payments.sandbox import SandboxGateway
+from payments.trail import DEPOSIT_KEY
 from tests.e2e_support import FAC, prompt_ids, running, seed
 
 MARIA = "+13125551234"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,26 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callcontrol.flows.deposit import (
+from callcontrol.deposit.entry import (
     DepositLimits,
-    DepositOrder,
-    charge,
     idempotency_key,
     parse_amount,
     parse_number,
     spoken_number,
 )
-from callcontrol.payments import (
-    GatewayError,
-    IdempotencyConflict,
-    PaymentError,
-    SandboxGateway,
-    card_number_ok,
-    cvv_ok,
-    expiry_problem,
-)
-from callcontrol.platform.logs import luhn_ok
 from ledger import Ledger
+from payments.cards import card_number_ok, cvv_ok, expiry_problem, luhn_ok
+from payments.gateway import GatewayError, IdempotencyConflict, PaymentError
+from payments.saga import DepositOrder, charge
+from payments.sandbox import SandboxGateway
 
 NOV_2026 = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 VISA, MC, AMEX = "4111111111111111", "5555555555554444", "378282246310005"
@@ -155,7 +148,9 @@ def test_sandbox_keeps_no_card_data() -> None:
     async def go() -> None:
         gw = sandbox()
         await gw.authorize("a", VISA, "1230", "739", 2500)
-        state = repr(vars(gw)) + repr(list(gw.auths.values()))
+        state = repr({k: v for k, v in vars(gw).items() if k != "_secret"}) + repr(list(gw.auths.values()))
+        # Random hex (HMACs, authorization ids) may hold "739" or "1230" by chance: drop runs with a letter.
+        state = re.sub(r"[0-9a-f]{16,}", lambda m: m[0] if m[0].isdigit() else "", state)
         assert VISA not in state and "739" not in state and "1230" not in state
     run(go())
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import structlog
 
+from payments.cards import luhn_ok
+
 MASK = "***"
 # Names whose values are secret. Broad on purpose for AGI variable names (agi.py skips the debug lines
 # of commands that touch them); log keys use _LOG_KEY, which matches at the start of a word so that
@@ -35,18 +37,6 @@ _KV = re.compile(
 # Digit runs that may hold a card number: 13-19 digits, spaced or dashed in groups, or run together
 # with an expiry or CVV after them (up to 23 digits).
 _DIGIT_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,22}\d(?!\d)")
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
 
 
 def _holds_card(digits: str) -> bool:

@@ -1,110 +1,18 @@
-"""Card payments for the deposit line: the gateway interface, card-entry checks, and a sandbox gateway.
-
-Card data (number, expiry, CVV) only ever lives in the memory of one call: it is passed to the gateway
-and dropped. Nothing here logs it or writes it anywhere; callers keep the last four digits and the
-gateway's authorization id, nothing more.
-
-Flow: ``authorize`` (money reserved on the card, nothing moved) -> the ledger credits the account ->
-``capture``. If the credit cannot be posted, ``void`` releases the authorization, so a family is never
-charged without being credited. ``authorize`` is idempotent by key: a retry (lost reply, controller
-failover) returns the first answer and never reserves the money twice.
-"""
+"""An in-memory gateway for the demo and tests: public test card numbers, the rules of a processor,
+and idempotency by key. No card data is kept beyond the last four digits."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Protocol
+from datetime import UTC, datetime
 
-from callcontrol.platform.logs import luhn_ok
-
-CARD_MIN_DIGITS = 13
-CARD_MAX_DIGITS = 19
-EXPIRY_MAX_YEARS_AHEAD = 20
-# A card is valid through the last day of its month wherever the caller is: the month is judged at
-# UTC-12, the last zone to leave it (every inhabited US place ends it earlier: American Samoa, UTC-11).
-LAST_ZONE = timezone(timedelta(hours=-12))
-
-
-class PaymentError(Exception):
-    """The gateway refused the request as malformed or inconsistent (not a card decline)."""
-
-
-class GatewayError(PaymentError):
-    """Transport failure or processor error: the outcome is unknown. Retry with the same idempotency key;
-    an authorization that is never captured lapses on the card without moving money."""
-
-
-class IdempotencyConflict(PaymentError):
-    """The same idempotency key came with a different request."""
-
-
-@dataclass(frozen=True)
-class Authorization:
-    approved: bool
-    auth_id: str = ""
-    decline_reason: str = ""
-    last4: str = ""
-    amount_cents: int = 0
-
-
-class PaymentGateway(Protocol):
-    """What the deposit flow needs from a card processor (amounts in integer US cents)."""
-
-    async def authorize(self, idempotency_key: str, card: str, expiry: str, cvv: str,
-                        amount_cents: int) -> Authorization: ...
-
-    async def capture(self, auth_id: str, amount_cents: int) -> None: ...
-
-    async def void(self, auth_id: str) -> None: ...
-
-    async def void_by_key(self, idempotency_key: str) -> None:
-        """Release whatever authorization ``idempotency_key`` produced, if any, and refuse any later
-        authorization under that key (a request still in flight). For when ``authorize`` never answered:
-        afterwards nothing is held under the key. Idempotent; GatewayError = outcome unknown."""
-        ...
-
-
-# --- card-entry checks (pure) ---------------------------------------------------------------------------
-
-def card_number_ok(digits: str | None) -> bool:
-    """13-19 ASCII digits passing the Luhn check."""
-    return (isinstance(digits, str) and digits.isascii() and digits.isdigit()
-            and CARD_MIN_DIGITS <= len(digits) <= CARD_MAX_DIGITS and luhn_ok(digits))
-
-
-def is_amex(card: str) -> bool:
-    return len(card) == 15 and card[:2] in ("34", "37")
-
-
-def cvv_ok(cvv: str | None, card: str) -> bool:
-    """Four digits for American Express, three for every other brand."""
-    want = 4 if is_amex(card) else 3
-    return isinstance(cvv, str) and cvv.isascii() and cvv.isdigit() and len(cvv) == want
-
-
-def expiry_problem(mmyy: str | None, now: datetime) -> str | None:
-    """None when MMYY is a real month not yet over at ``now`` anywhere (a card is valid through the last
-    day of its expiry month, judged at UTC-12) and not absurdly far ahead; else "malformed" or
-    "expired"."""
-    if not (isinstance(mmyy, str) and len(mmyy) == 4 and mmyy.isascii() and mmyy.isdigit()):
-        return "malformed"
-    month, year = int(mmyy[:2]), 2000 + int(mmyy[2:])
-    if not 1 <= month <= 12:
-        return "malformed"
-    now = now.astimezone(LAST_ZONE)
-    if (year, month) < (now.year, now.month):
-        return "expired"
-    if year > now.year + EXPIRY_MAX_YEARS_AHEAD:
-        return "malformed"
-    return None
-
-
-# --- sandbox --------------------------------------------------------------------------------------------
+from payments.cards import card_number_ok, cvv_ok, expiry_problem
+from payments.gateway import Authorization, GatewayError, IdempotencyConflict, PaymentError
 
 #: Standard public test numbers the sandbox approves.
 SANDBOX_APPROVE = frozenset({
@@ -150,8 +58,6 @@ class SandboxGateway:
     """
 
     def __init__(self, now: Callable[[], float] | None = None) -> None:
-        import time
-
         self._now = now or time.time
         self._secret = secrets.token_bytes(32)
         self._by_key: dict[str, tuple[str, Authorization]] = {}
