@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from rating.catalog import (
     load_tariff_files,
 )
 from rating.errors import NumberRefused, RatingError, TariffError
-from rating.facility import Facility
+from rating.facility import FACILITY_TYPES, Facility, timestamp
 from rating.hours import CallingHours
 from rating.tariff import TariffVersion
 
@@ -31,6 +33,10 @@ def register(subparsers: Any) -> None:
     check = tsub.add_parser("check", help="validate tariff files and check them against the rate caps")
     check.add_argument("files", nargs="+", metavar="FILE", type=Path)
     check.add_argument("--caps", type=Path, help="caps file (default: rating/data/caps.toml)")
+    check.add_argument("--facility", metavar="ID",
+                       help="also check the tariff as used by this facility of the facility directory")
+    check.add_argument("--type", choices=FACILITY_TYPES, dest="facility_type",
+                       help="also list the caps tiers of this facility type; fail if it fits none")
     check.set_defaults(func=cmd_tariff_check)
 
     rate = subparsers.add_parser("rate", help="rating")
@@ -62,6 +68,10 @@ def cmd_tariff_check(args: argparse.Namespace, settings: Any) -> int:
         return EXIT_FAIL
     base = Path(settings.facility_dir)
     facilities, others = _catalog_context(base)
+    chosen = facilities.get(args.facility) if args.facility else None
+    if args.facility and chosen is None:
+        print(f"error: --facility: no facility {args.facility!r} in {base / 'facilities'}")
+        return EXIT_USAGE
     merged = _merge(others, given)
     try:
         merged = check_version_order(merged)
@@ -73,14 +83,17 @@ def cmd_tariff_check(args: argparse.Namespace, settings: Any) -> int:
         users = {k: f for k, f in facilities.items() if f.tariff_id == version.id}
         print(f"{version.file}: {version.label}, effective {version.effective_from}, "
               f"{version.increment} s increments")
+        if not users:
+            print(f"  note     no facility in {base} uses {version.id}")
+        if chosen is not None:
+            users[chosen.id] = dataclasses.replace(chosen, tariff_id=version.id)
         if users:
             findings = check_caps(users, merged, regimes, only={version.file}, strict=False)
             for fac in users.values():
                 print(f"  checked  for {fac.id} {fac.name} ({_tier_text(fac)})")
             failed |= _print_findings(findings)
-        else:
-            print(f"  note     no facility in {base} uses {version.id}; checking every caps tier")
-            _print_tier_summary(version, merged[version.id], regimes)
+        if args.facility_type or not users:
+            failed |= _print_tier_summary(version, merged[version.id], regimes, args.facility_type)
     verdict = "FAILED" if failed else "OK"
     print(f"{verdict}: {len(files)} tariff file(s) checked")
     return EXIT_FAIL if failed else EXIT_OK
@@ -116,12 +129,15 @@ def _tier_text(fac: Facility) -> str:
 
 
 def _print_tier_summary(version: TariffVersion, versions: list[TariffVersion],
-                        regimes: tuple[Regime, ...]) -> None:
-    """Without a facility: which caps tiers would this version fit? Informational, never a failure."""
-    fits, exceeds, notes = [], [], []
+                        regimes: tuple[Regime, ...], kind: str | None) -> bool:
+    """Which caps tiers (of facility type `kind`, or all) would this version fit? True if it exceeds
+    every one of them: no such facility could use it."""
+    fits: list[str] = []
+    exceeds: list[str] = []
+    notes: list[str] = []
     for regime in regimes:
         for tier in regime.tiers:
-            if tier.cap is None:
+            if tier.cap is None or kind not in (None, tier.facility_type):
                 continue
             adp = None if tier.facility_type == "prison" else (tier.adp_min or 0)
             fac = _sample_facility(tier.facility_type, adp, f"{regime.id}/{tier.id}", version.id)
@@ -131,8 +147,14 @@ def _print_tier_summary(version: TariffVersion, versions: list[TariffVersion],
             notes.extend(f.message for f in found if f.level in ("warning", "overridden"))
     for message in dict.fromkeys(notes):
         print(f"  warning  {message}")
-    print(f"  info     fits tiers: {', '.join(fits) or 'none'}")
-    print(f"  info     exceeds tiers: {', '.join(exceeds) or 'none'}")
+    which = f"{kind} tiers" if kind else "tiers"
+    print(f"  info     fits {which}: {', '.join(fits) or 'none'}")
+    print(f"  info     exceeds {which}: {', '.join(exceeds) or 'none'}")
+    if exceeds and not fits:
+        print(f"  ERROR    {version.label} exceeds every caps {which[:-1]}: "
+              f"no {kind or 'facility'} may use it")
+        return True
+    return False
 
 
 def _sample_facility(kind: str, adp: int | None, tier_id: str, tariff_id: str) -> Facility:
@@ -166,14 +188,19 @@ def cmd_rate_quote(args: argparse.Namespace, settings: Any) -> int:
     try:
         catalog = load_catalog(settings.facility_dir)
         facility = catalog.facility(args.facility)
+    except RatingError as exc:
+        print(f"error: {exc}")
+        return EXIT_FAIL
+    try:
         at = _when(args.at, facility)
+    except ValueError as exc:
+        print(f"error: --at: {exc}")
+        return EXIT_USAGE
+    try:
         quote = catalog.quote(facility.id, args.number, at)
     except NumberRefused as exc:
         print(f"refused ({exc.code}): {exc.message}")
         return EXIT_FAIL
-    except ValueError as exc:
-        print(f"error: --at: {exc}")
-        return EXIT_USAGE
     except RatingError as exc:
         print(f"error: {exc}")
         return EXIT_FAIL
@@ -202,14 +229,17 @@ def cmd_rate_quote(args: argparse.Namespace, settings: Any) -> int:
     return EXIT_OK
 
 
+_DOLLARS = re.compile(r"[0-9]+(?:\.[0-9]{1,2})?|\.[0-9]{1,2}")   # ASCII digits only, no exponent
+MAX_BALANCE = 10**7
+
+
 def _cents(text: str) -> int:
     raw = text.strip().removeprefix("$")
-    try:
-        amount = Decimal(raw)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not an amount in dollars (e.g. 5.00)") from None
-    if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01")) or amount > 10**7:
-        raise ValueError(f"{text!r}: give dollars and cents, e.g. 5.00")
+    if not _DOLLARS.fullmatch(raw):
+        raise ValueError(f"{text!r:.40} is not an amount in dollars and cents, e.g. 5.00")
+    amount = Decimal(raw)
+    if amount > MAX_BALANCE:
+        raise ValueError(f"{text!r:.40} is above ${MAX_BALANCE:,}")
     return int(amount * 100)
 
 
@@ -218,9 +248,14 @@ def _dollars(cents: int) -> str:
 
 
 def _when(text: str | None, facility: Facility) -> dt.datetime:
+    """The call start: now, or ISO 8601 (no offset: facility local time). ValueError names the problem."""
     if not text:
         return dt.datetime.now(dt.UTC)
     value = dt.datetime.fromisoformat(text)
     if value.tzinfo is None:
         value = value.replace(tzinfo=facility.tz)
+    try:
+        timestamp(value)
+    except RatingError as exc:
+        raise ValueError(str(exc)) from None
     return value

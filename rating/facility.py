@@ -72,10 +72,17 @@ class Facility:
         return max(0, int(hi - ts))
 
 
+# Instants rated: calling hours follow open stretches a few days past `at` and across time zones,
+# which the calendar (years 1..9999) cannot represent at its ends.
+YEARS = (1900, 9998)
+
+
 def timestamp(at: object) -> float:
-    """at.timestamp() for a time-zone-aware datetime; RatingError for anything else."""
+    """at.timestamp() for a time-zone-aware datetime within YEARS; RatingError for anything else."""
     if not isinstance(at, dt.datetime) or at.utcoffset() is None:
         raise RatingError(f"a time-zone-aware datetime is required, got {at!r}")
+    if not YEARS[0] <= at.year <= YEARS[1]:
+        raise RatingError(f"{at.isoformat()} is outside the years {YEARS[0]}-{YEARS[1]} that can be rated")
     return at.timestamp()
 
 
@@ -101,7 +108,7 @@ def parse_shared_fields(t: Any, defaults: dict[str, Any], *, required: bool) -> 
         except (ZoneInfoNotFoundError, ValueError):
             raise t.error("timezone", f"{tz_name!r} is not an IANA time zone") from None
     out["timezone"] = tz_name
-    codes = get("local_area_codes", t.str_list, pattern=r"[2-9]\d\d")
+    codes = get("local_area_codes", t.str_list, pattern=r"[2-9][0-9][0-9]")
     out["local_area_codes"] = codes
     langs = get("languages", t.str_list, pattern=r"[a-z]{2,3}(-[A-Z]{2})?")
     if langs is not None and not langs:

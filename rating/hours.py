@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_SECONDS = 86_400
-_RANGE = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+_RANGE = re.compile(r"([01][0-9]|2[0-4]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])")  # ASCII digits
 
 Window = tuple[int, int]  # [start, end) in seconds after local midnight
 
@@ -24,7 +24,7 @@ def parse_day(value: object) -> tuple[Window, ...]:
         raise ValueError(f'must be "HH:MM-HH:MM", "closed" or a list of ranges, got {value!r}')
     windows: list[Window] = []
     for item in items:
-        m = _RANGE.match(item.strip())
+        m = _RANGE.fullmatch(item.strip())
         if not m:
             raise ValueError(f'{item!r} is not a range like "07:00-22:00"')
         start = int(m[1]) * 3600 + int(m[2]) * 60

@@ -22,7 +22,7 @@ from phonenumbers.phonenumberutil import REGION_CODE_FOR_NON_GEO_ENTITY as NON_G
 from rating.errors import NumberRefused
 from rating.usgeo import US_REGIONS, npa_states
 
-MAX_INPUT_CHARS = 40      # longer dialled strings are refused before any parsing ("too_long")
+MAX_INPUT_CHARS = 40      # longer dialled strings (once trimmed) are refused before parsing ("too_long")
 MAX_E164_DIGITS = 15      # ITU-T E.164 maximum, country code included
 CACHE_SIZE = 65_536
 
@@ -66,9 +66,10 @@ def normalize(dialled: object) -> str:
     with spaces, dashes and parentheses; refuses everything else with NumberRefused."""
     if not isinstance(dialled, str):
         raise NumberRefused("invalid", "the dialled number must be text")
-    if len(dialled) > MAX_INPUT_CHARS:
+    s = dialled.strip()
+    if len(s) > MAX_INPUT_CHARS:
         raise NumberRefused("too_long", f"dialled string longer than {MAX_INPUT_CHARS} characters")
-    s = dialled.strip().translate(_FORMAT_CHARS)
+    s = s.translate(_FORMAT_CHARS)
     if s.startswith("+"):
         digits = s[1:]
     elif s.startswith("011"):

@@ -24,6 +24,9 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
         raise TariffError(path, "", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise TariffError(path, "", f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                                    f"{exc.start}); save the file as UTF-8") from None
     except OSError as exc:
         raise TariffError(path, "", f"cannot read: {exc.strerror or exc}") from None
 

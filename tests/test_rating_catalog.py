@@ -261,6 +261,10 @@ def test_prison_caps_use_the_prison_tier_regardless_of_population(tmp_path: Path
     ('all = "07:00-23:00"', 'all = ["07:00-12:00", "11:00-13:00"]', "calling_hours.all", "overlap"),
     ('all = "07:00-23:00"', 'mon = "07:00-23:00"', "calling_hours.tue", "no hours"),
     ('local_area_codes = ["312", "773", "872"]', 'local_area_codes = ["31"]', "local_area_codes", "312"[:0]),
+    ('local_area_codes = ["312", "773", "872"]', 'local_area_codes = ["3١٢"]', "local_area_codes",
+     "expected form"),                                              # Arabic-Indic digits
+    ('all = "07:00-23:00"', 'all = "0٧:00-23:00"', "calling_hours.all", "not a range"),
+    ('all = "07:00-23:00"', 'all = "07:00-２３:00"', "calling_hours.all", "not a range"),
     ('languages = ["en", "es"]', "languages = []", "languages", "at least one"),
     ('tariff = "TAR-T"', 'tariff = "TAR-NOPE"', "tariff", "no tariff file"),
     ('type = "jail"', 'type = "camp"', "type", "not one of"),
@@ -287,6 +291,9 @@ INC = "billing_increment_seconds"
     ('local = "0.09"', 'local = "abc"', "rates.local", "plain non-negative"),
     ('local = "0.09"', "local = 0.09", None, None),                     # TOML number: parsed as Decimal
     ('local = "0.09"', 'local = "1e-2"', "rates.local", "plain non-negative"),
+    ('local = "0.09"', 'local = "0.０9"', "rates.local", "plain non-negative"),
+    ("[international.overrides.44]", "[international.overrides.\"٤٤\"]", 'international.overrides.٤٤',
+     "ISO region"),
     ('local = "0.09"\n', "", "rates.local", "required"),
     ("billing_increment_seconds = 60", "billing_increment_seconds = 45", INC, "divide 60"),
     ("billing_increment_seconds = 60", "billing_increment_seconds = 0", INC, "at least 1"),

@@ -120,6 +120,13 @@ def test_rate_quote_curfew_and_offset_time(facility_dir: Path, capsys: pytest.Ca
     (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "five"], 2, "--balance"),
     (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "1.005"], 2, "--balance"),
     (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "-1"], 2, "--balance"),
+    (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "1e30"], 2, "--balance"),
+    (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "9" * 27], 2, "is above $10,000,000"),
+    (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "١٢٣"], 2, "--balance"),
+    (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "５"], 2, "--balance"),
+    (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "1_000"], 2, "--balance"),
+    (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "5", "--at", "9999-12-31T12:00"], 2,
+     "--at: 9999-12-31T12:00:00-06:00 is outside the years"),
     (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "5", "--at", "tomorrow"], 2, "--at"),
     (["--facility", "FAC-T1", "--number", "3128681234", "--balance", "5", "--at", "2020-01-01T12:00"], 1,
      "no version"),
@@ -148,3 +155,82 @@ def test_console_command_exit_code_on_shipped_data() -> None:
                            "--number", "1-800-555-0100", "--balance", "5"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "refused (toll_free)" in done.stdout
+
+
+def test_rate_quote_number_with_trailing_spaces(facility_dir: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(capsys, "rate", "quote", "--facility", "FAC-T1", "--number", "3128681234" + " " * 40,
+                    "--balance", "1.00", "--at", "2026-01-05T12:00:00")
+    assert code == 0 and "+13128681234" in out, out
+
+
+LATIN1 = TARIFF.replace('name = "state tax"', 'name = "taxe d\'\u00e9tat"').encode("latin-1")
+
+
+def test_tariff_check_non_utf8_file_is_invalid(facility_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(LATIN1)
+    code, out = run(capsys, "tariff", "check", str(path))
+    assert code == 1 and f"INVALID  {path}: not UTF-8 text (byte 0xe9 at offset" in out, out
+
+
+def test_rate_quote_non_utf8_tariff_names_the_file(facility_dir: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = facility_dir / "tariffs" / "TAR-T.v1.toml"
+    path.write_bytes(LATIN1)
+    code, out = run(capsys, "rate", "quote", "--facility", "FAC-T1", "--number", "3128681234",
+                    "--balance", "5", "--at", "2026-01-05T12:00:00")
+    assert code == 1 and f"error: {path}: not UTF-8" in out and "--at" not in out, out
+
+
+def test_rate_quote_hours_to_midnight_at_the_end_of_the_calendar(
+        facility_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (facility_dir / "facilities" / "FAC-T1.toml").write_text(
+        FACILITY.replace('all = "07:00-23:00"', 'all = "07:00-24:00"'))
+    code, out = run(capsys, "rate", "quote", "--facility", "FAC-T1", "--number", "3128681234",
+                    "--balance", "5", "--at", "9998-12-31T12:00")
+    assert code == 0 and "900 s (15:00), capped by facility_max" in out and "43200 s until" in out, out
+    code, out = run(capsys, "rate", "quote", "--facility", "FAC-T1", "--number", "3128681234",
+                    "--balance", "5", "--at", "9999-12-31T12:00")
+    assert code == 2 and "error: --at:" in out, out
+
+
+def test_tariff_check_unused_tariff_above_every_tier_fails(facility_dir: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "dear.toml"
+    path.write_text(TARIFF.replace('id = "TAR-T"', 'id = "TAR-DEAR"').replace('"0.09"', '"0.50"'))
+    code, out = run(capsys, "tariff", "check", str(path))
+    assert code == 1, out
+    assert "no facility" in out and "fits tiers: none" in out
+    assert "ERROR    TAR-DEAR v1 exceeds every caps tier" in out and "FAILED" in out
+
+
+def test_tariff_check_by_facility_type(facility_dir: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "other.toml"
+    path.write_text(TARIFF.replace('id = "TAR-T"', 'id = "TAR-OTHER"'))   # fits small jails only
+    code, out = run(capsys, "tariff", "check", "--type", "prison", str(path))
+    assert code == 1 and "exceeds every caps prison tier: no prison may use it" in out, out
+    assert "jail_adp" not in out
+    code, out = run(capsys, "tariff", "check", "--type", "jail", str(path))
+    assert code == 0 and "fits jail tiers: " in out and "jail_adp_100_349" in out, out
+    used = str(facility_dir / "tariffs" / "TAR-T.v1.toml")        # used by FAC-T1 (jail, ADP 250)
+    code, out = run(capsys, "tariff", "check", "--type", "prison", used)
+    assert code == 1 and "checked  for FAC-T1" in out and "no prison may use it" in out, out
+
+
+def test_tariff_check_for_a_facility_that_does_not_use_it(facility_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    big = FACILITY.replace('"FAC-T1"', '"FAC-T2"').replace("average_daily_population = 250",
+                                                           "average_daily_population = 5000")
+    (facility_dir / "facilities" / "FAC-T2.toml").write_text(big)
+    path = tmp_path / "other.toml"
+    path.write_text(TARIFF.replace('id = "TAR-T"', 'id = "TAR-OTHER"'))
+    code, out = run(capsys, "tariff", "check", "--facility", "FAC-T2", str(path))
+    assert code == 1 and "no facility" in out and "checked  for FAC-T2" in out, out
+    assert "at FAC-T2: rates.local $0.09/min exceeds FCC-24-75 tier jail_adp_1000_plus" in out
+    code, out = run(capsys, "tariff", "check", "--facility", "FAC-T1", str(path))
+    assert code == 0 and "within the caps in force" in out, out
+    code, out = run(capsys, "tariff", "check", "--facility", "FAC-NONE", str(path))
+    assert code == 2 and "--facility" in out

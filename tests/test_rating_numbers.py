@@ -74,7 +74,8 @@ def test_classification(catalog: Catalog, dialled: str, e164: str, klass: str, r
     ("３１２８６８１２３４", "invalid"),                        # full-width digits
     ("+1312868123４", "invalid"), ("312-868-1234 ext 5", "invalid"), ("*67 312 868 1234", "invalid"),
     ("+1234567890123456", "too_long"), ("011 1234567890123456", "too_long"),
-    ("1" * 41, "too_long"), ("3" * 10_000, "too_long"), (" " * 10_000, "too_long"),
+    ("1" * 41, "too_long"), ("3" * 10_000, "too_long"), (" " * 10_000, "invalid"),
+    ("٣١٢٨٦٨١٢٣٤", "invalid"), ("+١٣١٢٨٦٨١٢٣٤", "invalid"),   # Arabic-Indic digits
 ])
 def test_refusals(catalog: Catalog, dialled: str, code: str) -> None:
     with pytest.raises(NumberRefused) as info:
@@ -82,6 +83,11 @@ def test_refusals(catalog: Catalog, dialled: str, code: str) -> None:
     assert info.value.code == code
     with pytest.raises(NumberRefused):
         catalog.quote("FAC-T1", dialled, NOON)
+
+
+@pytest.mark.parametrize("dialled", ["3128681234" + " " * 41, " " * 41 + "+1 312 868 1234\t\n"])
+def test_surrounding_whitespace_does_not_count_towards_the_length(catalog: Catalog, dialled: str) -> None:
+    assert catalog.classify("FAC-T1", dialled).e164 == "+13128681234"
 
 
 def test_example_numbers_really_have_the_types_the_refusal_table_assumes() -> None:
