@@ -9,30 +9,33 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from callcontrol.platform.config import load_settings
 from callcontrol.platform.logs import configure_logging
+from callcontrol.platform.runtime import redis_url
 
-# Modules exposing register(subparsers); a module that is not there yet is skipped.
-COMMAND_MODULES = (
-    "ledger.cli",
-    "rating.cli",
-    "callcontrol.commands",
-)
+# Modules exposing register(subparsers, **wiring); a module that is not there yet is skipped. The
+# libraries know nothing of callcontrol: what they need from it (the embedded Redis) is handed in here.
+COMMAND_MODULES: dict[str, dict[str, Any]] = {
+    "ledger.cli": {"open_redis": redis_url},
+    "rating.cli": {},
+    "callcontrol.commands": {},
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callcontrol", description="AdvancePay call control")
     parser.add_argument("--config", help="TOML settings file (else CALLCONTROL_CONFIG / environment)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name, wiring in COMMAND_MODULES.items():
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name == name:
                 continue
             raise
-        module.register(sub)
+        module.register(sub, **wiring)
     return parser
 
 

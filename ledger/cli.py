@@ -11,13 +11,12 @@ import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
 
-from callcontrol.platform.config import Settings
-from callcontrol.platform.runtime import redis_url
 from ledger.core import Ledger
 from ledger.errors import BadAmount, BadId, BadInput, LedgerError, LedgerUnavailable
 from ledger.journal import SEP
@@ -28,6 +27,38 @@ from ledger.types import Balance
 
 T = TypeVar("T")
 INPUT_ERRORS = (BadAmount, BadId, BadInput)
+
+
+class Settings(Protocol):
+    """What the ledger commands read from the host program's settings (callcontrol's Settings has
+    these); the ledger never imports its host."""
+
+    @property
+    def redis_url(self) -> str: ...
+    @property
+    def ledger_partitions(self) -> int: ...
+    @property
+    def max_amount(self) -> int: ...
+    @property
+    def sqlalchemy_url(self) -> str: ...
+
+
+OpenRedis = Callable[[Settings], AbstractContextManager[str]]
+
+
+def _configured_redis(settings: Settings) -> AbstractContextManager[str]:
+    if not settings.redis_url:
+        raise LedgerUnavailable("no redis_url configured")
+    return nullcontext(settings.redis_url)
+
+
+_open_redis: OpenRedis = _configured_redis
+
+
+def redis_url(settings: Settings) -> AbstractContextManager[str]:
+    """A Redis URL for the command's duration: the host's `open_redis` (given to `register`) may start
+    an embedded server; by default only a configured `redis_url` will do."""
+    return _open_redis(settings)
 
 
 # --- plumbing -------------------------------------------------------------------------------------
@@ -327,7 +358,10 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- argument parsing ---------------------------------------------------------------------------------
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, open_redis: OpenRedis | None = None) -> None:
+    """Add `ledger ...` to the host's parser; `open_redis` yields its Redis URL (see redis_url)."""
+    global _open_redis
+    _open_redis = open_redis or _configured_redis
     ledger = subparsers.add_parser("ledger", help="AdvancePay ledger: accounts, holds, sync, reconcile")
     sub = ledger.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
 
