@@ -25,6 +25,7 @@ from ledger import (
 )
 from ledger.errors import AccountNotEmpty
 from ledger.facade import SyncLedger
+from ledger.money import parse_dollars
 
 FAC = "FAC-01"
 NUM = "+13125550100"
@@ -456,3 +457,33 @@ def test_redis_down_raises_ledger_unavailable(tmp_path: Path) -> None:
     # A socket nobody listens on (a unix path needs no free port, so a busy machine cannot break this).
     with pytest.raises(LedgerUnavailable):
         SyncLedger(f"unix://{tmp_path / 'nobody.sock'}?db=0", timeout=1.0)
+
+
+@pytest.mark.parametrize(("amount", "cents"), [("25", 2_500), ("25.5", 2_550), ("$1,025.00", 102_500),
+                                               (".05", 5), (" 7.00 ", 700)])
+def test_dollars_parse_to_exact_cents(amount: str, cents: int) -> None:
+    assert parse_dollars(amount) == cents
+
+
+@pytest.mark.parametrize("amount", [
+    "١٢٣", "５", "1٠", "٫5", "1e3", "1_000", "1,00", "0", "0.00", "5.001", "-5", "+5", "9" * 16, "9" * 5_000,
+])
+def test_dollars_refused(amount: str) -> None:
+    with pytest.raises(BadAmount):
+        parse_dollars(amount)
+
+
+@pytest.mark.parametrize("amount", ["١٢٣", "５", "9" * 5_000])
+def test_cli_deposit_in_non_ascii_digits_is_refused_and_posts_nothing(
+        led: SyncLedger, acct: str, redis_url: str, amount: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from callcontrol.cli import build_parser
+    from callcontrol.platform.config import Settings
+
+    before = dump(redis_url)
+    args = build_parser().parse_args(["ledger", "deposit", acct, amount])
+    assert args.func(args, Settings(redis_url=redis_url)) == 2
+    assert "bad_amount" in capsys.readouterr().err
+    assert dump(redis_url) == before and led.balance(acct).posted == 10_000
+    args = build_parser().parse_args(["ledger", "deposit", acct, "1.23"])
+    assert args.func(args, Settings(redis_url=redis_url)) == 0
+    assert led.balance(acct).posted == 10_123
