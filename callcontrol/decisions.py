@@ -67,17 +67,17 @@ def choose_language(offered: tuple[str, ...] | list[str], key: str | None) -> st
     """Key 1 picks the first offered language, 2 the second...; anything else keeps the first."""
     if not offered:
         return "en"
-    if key and key.isdigit() and 1 <= int(key) <= len(offered):
+    if key and key.isascii() and key.isdigit() and 1 <= int(key) <= len(offered):
         return offered[int(key) - 1]
     return offered[0]
 
 
 def clean_number(digits: str | None, max_digits: int = 15) -> str | None:
-    """What the inmate keyed (GET DATA already stripped `#`): digits only, 1..max_digits, else None."""
+    """What the inmate keyed (GET DATA already stripped `#`): ASCII digits only, 1..max_digits, else None."""
     if not digits:
         return None
     digits = digits.strip()
-    if not digits.isdigit() or len(digits) > max_digits:
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > max_digits:
         return None
     return digits
 

@@ -77,6 +77,12 @@ def check_pin_hash(pin: str, stored: str) -> bool:
         return False
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes Arabic-Indic or fullwidth digits, which no dialled or
+    keyed number ever has, so a blocked number written in them would never match."""
+    return text.isascii() and text.isdigit()
+
+
 def _numbers(raw: object, where: str) -> frozenset[str]:
     if raw is None:
         return frozenset()
@@ -85,7 +91,7 @@ def _numbers(raw: object, where: str) -> frozenset[str]:
     out = []
     for item in raw:
         number = item.get("number") if isinstance(item, dict) else item
-        if not isinstance(number, str) or not number.startswith("+") or not number[1:].isdigit():
+        if not isinstance(number, str) or not number.startswith("+") or not _digits(number[1:]):
             raise PolicyError(f"{where}: {number!r} is not an E.164 number (+digits)")
         out.append(number)
     return frozenset(out)
@@ -125,7 +131,7 @@ class Policy:
         inmates: dict[str, Inmate] = {}
         for number, raw in (data.get("inmates") or {}).items():
             where = f"{path}: inmates.{number}"
-            if not (number.isdigit() and len(number) == digits):
+            if not (_digits(number) and len(number) == digits):
                 raise PolicyError(f"{where}: inmate number must be {digits} digits")
             pin_hash = raw.get("pin_hash")
             if not isinstance(pin_hash, str) or not pin_hash.startswith(("scrypt$", "pbkdf2_sha256$")):
@@ -153,7 +159,7 @@ class Policy:
     def split_entry(self, facility_id: str, entry: str) -> tuple[str, str] | None:
         """Split a keyed entry into (inmate number, passcode); None when it cannot be one."""
         fac = self.facilities.get(facility_id)
-        if fac is None or not entry.isdigit() or len(entry) <= fac.inmate_number_digits:
+        if fac is None or not _digits(entry) or len(entry) <= fac.inmate_number_digits:
             return None
         return entry[: fac.inmate_number_digits], entry[fac.inmate_number_digits:]
 
