@@ -21,12 +21,19 @@ from pathlib import Path
 
 from callcontrol.platform.redis_server import EmbeddedRedis
 from ledger import Ledger
+from ledger.core import DEFAULT_IDEMPOTENCY_TTL
+from ledger.keys import Keys, key_slot
+from ledger.scripts import make
+from ledger.transport import open_transport
 
 CONCURRENCY = (1, 16, 256)
 ACCOUNTS = 10_000         # calls spread over many accounts, as in a real facility
 DURATION = float(os.environ.get("LEDGER_BENCH_SECONDS", "3"))   # per measurement
 ONLY = os.environ.get("LEDGER_BENCH_ONLY", "")                  # "sync": (d) alone; "ledger": (a)-(c)
 _ids = itertools.count()
+# The baseline: the cheapest script, with a ledger script's keys and arguments, through the same client
+# stack (a Transport of its own: the ledger has no bench hook).
+NOOP = make("noop", "return '=ok'")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -72,8 +79,13 @@ async def ledger_figures(url: str) -> dict[str, float]:
                                       for i in range(ACCOUNTS)))
     await asyncio.gather(*(led.deposit(f"bench-d{i}", a, 100_000) for i, a in enumerate(accounts)))
 
+    transport = await open_transport(url, cluster=False, timeout=5.0)
+    keys = Keys(0)
+    noop_keys = (keys.op("bench", "noop"), keys.journal)
+    noop_args = ("noop", "0" * 32, "0", str(DEFAULT_IDEMPOTENCY_TTL), "bench")
+
     async def noop(_w: int) -> object:
-        return await led._noop()
+        return await transport.script(NOOP, key_slot(keys.journal), noop_keys, noop_args)
 
     async def hold(_w: int) -> object:
         n = next(_ids)
@@ -90,6 +102,7 @@ async def ledger_figures(url: str) -> dict[str, float]:
     for kind, fn in (("noop", noop), ("hold", hold), ("cycle", cycle)):
         for c in CONCURRENCY:
             out[f"{kind}@{c}"] = await rate(c, fn, name=f"{kind}@{c}")
+    await transport.close()
     await led.close()
     return out
 

@@ -308,10 +308,3 @@ class Ledger:
         found = await self._t.command(self._slots[part], "EXISTS",
                                       self._keys[part].block(facility_id, number_e164))
         return bool(found)
-
-    # --- benchmark baseline -------------------------------------------------------------------------
-    async def _noop(self, part: int = 0) -> str:
-        keys = self._keys[part]
-        return await self._t.script(SCRIPTS["noop"], self._slots[part],
-                                    (keys.op("bench", "noop"), keys.journal),
-                                    ("noop", "0" * 32, "0", self._ttl, "bench"))

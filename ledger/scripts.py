@@ -15,9 +15,9 @@ class Script:
 
 
 NAMES = ("open", "deposit", "hold", "capture", "settle", "void", "expire", "refund", "adjust", "freeze",
-         "unfreeze", "close", "call", "block", "noop")
+         "unfreeze", "close", "call", "block")
 # Every function a prelude defines is built again on each run, so a script gets only the preludes it needs.
-PRELUDES = {"noop": (), "call": ("_prelude", "_record"), "block": ("_prelude", "_record")}
+PRELUDES = {"call": ("_prelude", "_record"), "block": ("_prelude", "_record")}
 ACCOUNT_PRELUDES = ("_prelude", "_account")
 
 
@@ -25,11 +25,15 @@ def _text(name: str) -> str:
     return resources.files("ledger").joinpath("lua", f"{name}.lua").read_text()
 
 
+def make(name: str, source: str) -> Script:
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
 def load_all() -> dict[str, Script]:
     out = {}
     for name in NAMES:
         source = "\n".join([*(_text(p) for p in PRELUDES.get(name, ACCOUNT_PRELUDES)), _text(name)])
-        out[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+        out[name] = make(name, source)
     return out
 
 

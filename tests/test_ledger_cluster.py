@@ -80,7 +80,7 @@ def test_ledger_on_a_cluster(redis_cluster: RedisCluster, tmp_path: Path) -> Non
     k1, k2 = Keys(0).journal, Keys(1).journal
     assert key_slot(k1) != key_slot(k2)
     with pytest.raises(LedgerInternal, match="CROSSSLOT"):
-        led.run(real(SCRIPTS["noop"], key_slot(k1), 8, bulk("2", k1, k2, "s", "60", "x", "0" * 32, "0")))
+        led.run(real(SCRIPTS["void"], key_slot(k1), 8, bulk("2", k1, k2, "s", "60", "x", "0" * 32, "0")))
     led.close()
     # The journal syncs from the cluster, and SQL agrees with it.
     sql_url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"

@@ -10,6 +10,7 @@ import redis
 
 from ledger import Ledger, LedgerUnavailable
 from ledger.facade import SyncLedger
+from ledger.scripts import make
 from tests.support.loops import run_on
 
 NUM = "+13125551234"
@@ -64,7 +65,8 @@ def test_scripts_lost_by_redis_are_sent_again(redis_url: str) -> None:
         client.config_resetstat()
         assert led.deposit("dep-1", account, 500).posted == 500       # Transport.run
         client.script_flush()
-        assert led.run(led.ledger._noop()) == "=ok"                    # Transport.script
+        noop = make("noop", "return '=ok'")
+        assert led.run(led.ledger._t.script(noop, 0, (), ())) == "=ok"   # Transport.script
         assert client.info("commandstats")["cmdstat_eval"]["calls"] == 2
         assert led.balance(account).posted == 500
 

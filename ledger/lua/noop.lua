@@ -1,2 +1,0 @@
--- Benchmark baseline: the cheapest script, through the same client stack.
-return '=ok'
