@@ -29,12 +29,10 @@ class Settings:
     ami_port: int = 5038
     ami_user: str = ""                       # empty: no AMI (watchdog hang-ups disabled)
     ami_secret: str = field(default="", repr=False)
-    prompt_dir: str = str(REPO_ROOT / "ivr_prompts")    # path of ivr_prompts as Asterisk sees it
     log_format: str = ""                     # json | console; empty: console on a tty, else json
     log_level: str = "info"
     ledger_partitions: int = 16              # journal partitions (one Redis Cluster slot each)
     max_amount: int = 100_000                # ceiling per ledger operation, in cents
-    hold_lease_seconds: int = 3600           # a hold not resolved by then is voided by the reaper
     dial_template: str = "Local/{number}@apc-outbound"  # what EXEC Dial calls; {number} is E.164 digits
     ring_timeout: int = 30                   # seconds Dial lets the recipient ring
     recording_dir: str = "/var/spool/asterisk/monitor/advancepay"  # MixMonitor target, as Asterisk sees it
