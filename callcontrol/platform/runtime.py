@@ -8,7 +8,7 @@ import resource
 from collections.abc import Iterator
 
 from callcontrol.platform.config import Settings
-from callcontrol.platform.redis_server import EmbeddedRedis
+from callcontrol.platform.redis_server import EmbeddedRedis, private_dir
 
 
 @contextlib.contextmanager
@@ -21,7 +21,7 @@ def redis_url(settings: Settings) -> Iterator[str]:
     if settings.redis_url:
         yield settings.redis_url
         return
-    server = EmbeddedRedis(settings.data_dir / "redis")
+    server = EmbeddedRedis(private_dir(settings.data_dir) / "redis")
     if server._ping():
         yield server.url
         return
