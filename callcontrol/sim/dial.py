@@ -1,6 +1,6 @@
 """Dial(): ring a scripted recipient, run the U() screening subroutine, bridge, enforce L().
 
-Semantics follow the captures (see shared/asterisk-transcripts/README.md): DIALSTATUS=ANSWER is set
+Semantics follow the captures (see tests/data/asterisk-transcripts/README.md): DIALSTATUS=ANSWER is set
 when the callee answers, the bridge starts only after U() returns, GOSUB_RESULT on the callee ends the
 Dial (BUSY/CONGESTION/CONTINUE/ABORT) and only then GOSUB_RETVAL reaches the caller, the L() timer starts
 at the bridge, ANSWEREDTIME counts from the caller's answer and DIALEDTIME from the caller's creation.

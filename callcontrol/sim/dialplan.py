@@ -105,7 +105,7 @@ def handset_sim_context() -> Extensions:
 
 
 def transcript_dialplan() -> Dialplan:
-    """The parts of the capture's extensions.conf the simulator runs as dialplan (shared/.../etc)."""
+    """The parts of the capture's extensions.conf the simulator runs as dialplan (tests/data/.../etc)."""
 
     def phone(ext: str, inmate: str, script: str) -> list[Step]:
         return [

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from callcontrol.platform.clock import ManualClock
 
+# The captures are test data kept in the repository; CALLCONTROL_TRANSCRIPTS points elsewhere.
 TRANSCRIPT_DIR = Path(
     os.environ.get("CALLCONTROL_TRANSCRIPTS")
-    or Path(__file__).resolve().parents[3] / "shared" / "asterisk-transcripts"
+    or Path(__file__).resolve().parents[2] / "tests" / "data" / "asterisk-transcripts"
 )
 
 _LINE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) \(\+\s*([\d.]+)\) (>>|<<|##) ?(.*)$")

@@ -1,7 +1,7 @@
 """Asterisk-side byte encodings: FastAGI env blocks and replies, AMI messages.
 
 Everything here is pure: strings in, bytes out (or the reverse), exactly as the captures in
-shared/asterisk-transcripts show. AGI lines end in "\\n"; AMI lines in "\\r\\n", a message ends with an
+tests/data/asterisk-transcripts show. AGI lines end in "\\n"; AMI lines in "\\r\\n", a message ends with an
 empty line.
 """
 

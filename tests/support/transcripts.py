@@ -1,4 +1,4 @@
-"""Session view of the byte-exact Asterisk transcripts in ../shared/asterisk-transcripts.
+"""Session view of the byte-exact Asterisk transcripts in tests/data/asterisk-transcripts.
 
 Line format: ``HH:MM:SS.mmm (+seconds) DIR bytes`` where DIR is ``>>`` (Asterisk -> controller), ``<<``
 (controller -> Asterisk) or ``##`` (harness note, not on the wire); bytes use C escapes (``\\r``, ``\\n``,
@@ -97,12 +97,20 @@ def load(name: str | Path) -> Transcript:
     return parse_text(path.read_text(encoding="utf-8"), path)
 
 
+def _captures(pattern: str) -> list[Path]:
+    """The captures matching `pattern`; none is an error, so a parametrised test cannot pass on zero cases."""
+    found = sorted(TRANSCRIPT_DIR.glob(pattern))
+    if not found:
+        raise FileNotFoundError(f"no {pattern} in {TRANSCRIPT_DIR} (CALLCONTROL_TRANSCRIPTS overrides it)")
+    return found
+
+
 def fastagi_files() -> list[Path]:
-    return sorted(TRANSCRIPT_DIR.glob("fastagi-*.txt"))
+    return _captures("fastagi-*.txt")
 
 
 def ami_files() -> list[Path]:
-    return sorted(TRANSCRIPT_DIR.glob("ami-*.txt"))
+    return _captures("ami-*.txt")
 
 
 # ----------------------------------------------------------------------------- FastAGI view
