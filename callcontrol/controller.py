@@ -21,6 +21,7 @@ import structlog
 
 from callcontrol import speech
 from callcontrol.asterisk.agi import AGIServer
+from callcontrol.asterisk.agi_deadlines import Deadlines, prompt_lengths
 from callcontrol.call_state import CallState, CallStore
 from callcontrol.deposit import deposit_route
 from callcontrol.flows.context import FlowContext
@@ -30,6 +31,7 @@ from callcontrol.flows.screen import screen
 from callcontrol.metering import Meter, MeteredCall
 from callcontrol.platform.config import Settings
 from callcontrol.policy import Policy
+from ivr_prompts.catalog import PACKAGE_DIR as PROMPTS_DIR
 
 log = structlog.get_logger("callcontrol.controller")
 
@@ -104,7 +106,9 @@ class Controller:
             "hangup": partial(hangup_route, self.ctx),
             "deposit": deposit_route(self.ctx),
         }
-        self.agi = AGIServer(routes, allow=s.agi_allow)
+        deadlines = Deadlines(reply=s.agi_reply_timeout, dial_grace=s.agi_dial_grace,
+                              lengths=prompt_lengths(PROMPTS_DIR))
+        self.agi = AGIServer(routes, allow=s.agi_allow, deadlines=deadlines)
         host, _, port = self.agi_bind.rpartition(":")
         await self.agi.start(host or "127.0.0.1", int(port))
         await self._heartbeat_once()

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from callcontrol.asterisk.agi_wire import (
     HANGUP_LINE,
+    MAX_BLOCK_LINES,
     MAX_COMMAND_BYTES,
     MAX_ENV_BYTES,
     AGIProtocolError,
@@ -110,6 +111,18 @@ def test_reply_assembler_hangup_and_blocks() -> None:
     assert reply.text.split("\n") == ["520-Invalid command syntax.  Proper usage follows:", "HANGUP",
                                       "200 result=0", "520 End of proper usage."]
     assert asm.feed(b"200 result=-1\n") == parse_reply("200 result=-1")
+
+
+@pytest.mark.parametrize("body", [b"x\n" * MAX_BLOCK_LINES, b"x" * 40_000 + b"\n" + b"y" * 40_000 + b"\n"],
+                         ids=["lines", "bytes"])
+def test_a_block_over_the_caps_is_refused_and_dropped(body: bytes) -> None:
+    asm = ReplyAssembler()
+    asm.feed(b"520-Invalid command syntax.  Proper usage follows:\n")
+    with pytest.raises(AGIProtocolError, match="multi-line"):
+        for line in body.splitlines(keepends=True):
+            assert asm.feed(line) is None
+    assert not asm.in_block and asm._lines == []
+    assert asm.feed(b"200 result=0\n").code == 200
 
 
 @pytest.mark.parametrize("line", [b"hello\n", b"200 result=1 trailing junk\n", b"20 result=1\n", b"\n"])

@@ -1,8 +1,9 @@
 """asyncio FastAGI server and the per-call channel API that the call flows are written against.
 
-One TCP connection per AGI() call. A reader task per connection turns Asterisk's lines into replies
+One TCP connection per AGI() call. Each connection's protocol turns Asterisk's lines into replies
 (matched strictly in order to the single outstanding command) and hang-up notices (the bare ``HANGUP``
-line, or EOF), so a hang-up is seen even while the flow is idle. See docs/protocol.md for the wire facts.
+line, or EOF), so a hang-up is seen even while the flow is idle. Every command has a deadline
+(agi_deadlines.py), so a silent or hostile peer cannot hold a session. See docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from callcontrol.asterisk.agi_deadlines import Deadlines
 from callcontrol.asterisk.agi_wire import (
     HANGUP_LINE,
     AGIProtocolError,
@@ -38,6 +40,7 @@ __all__ = [
     "AGIServer",
     "AGITimeout",
     "AllowList",
+    "Deadlines",
     "Handler",
 ]
 
@@ -66,7 +69,8 @@ class AGIHangup(Exception):
 
 
 class AGITimeout(AGIHangup):
-    """No reply in time. The session is aborted: a late reply would be taken for the next command's."""
+    """No reply within the command's deadline. The session is aborted: a late reply would be taken for
+    the next command's. A subclass of AGIHangup, so the flows end and settle as for a hang-up."""
 
 
 def _auto_sensitive(*names: str) -> bool:
@@ -105,7 +109,7 @@ class AGIChannel:
         *,
         hangup_grace: float = 0.3,
         close_grace: float = 1.0,
-        command_timeout: float | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.env: dict[str, str] = env.vars
         self.script: str = env.script
@@ -120,7 +124,8 @@ class AGIChannel:
         self._loop = asyncio.get_running_loop()
         self._hangup_grace = hangup_grace
         self._close_grace = close_grace
-        self._command_timeout = command_timeout
+        self._deadlines = deadlines or Deadlines()
+        self._deadline: asyncio.Timeout | None = None   # the outstanding command's
         self._lock = asyncio.Lock()
         self._assembler = ReplyAssembler()
         self._pending: asyncio.Future[AGIReply] | None = None
@@ -155,15 +160,20 @@ class AGIChannel:
 
     # ------------------------------------------------------------------ input (called by the protocol)
 
-    def start(self) -> None:
-        """Kept for callers of the stream-based version: lines are handled as they arrive."""
-
     def _set_hungup(self, reason: str) -> None:
         if not self.hungup:
             self.hungup = True
             self.hangup_reason = reason
             self.hangup_event.set()
             self._log.info("agi.hangup", reason=reason)
+        # A dead channel answers at once (511, or a variable's value): a HANGUP line, or a thousand,
+        # instead of the reply must not stretch a long command's deadline.
+        deadline = self._deadline
+        if deadline is not None and self._pending is not None:
+            when = deadline.when()
+            short = self._loop.time() + self._deadlines.reply
+            if when is None or when > short:
+                deadline.reschedule(short)
 
     def _on_line(self, line: bytes) -> None:
         """One line from Asterisk: a reply to the outstanding command, or the HANGUP notice."""
@@ -209,10 +219,6 @@ class AGIChannel:
         if end is not None and not end.done():
             end.set_result(None)
 
-    @property
-    def _reading(self) -> bool:
-        return not self._input_done
-
     # ------------------------------------------------------------------ low level
 
     async def send(
@@ -234,19 +240,21 @@ class AGIChannel:
             self._pending_sensitive = sensitive
             if not sensitive:
                 self._log_debug("agi.command", line=line)
-            wait = self._command_timeout if timeout is None else timeout
+            wait = self._deadlines.for_command(command, args) if timeout is None else timeout
+            if self.hungup:
+                wait = min(wait, self._deadlines.reply)
             try:
-                self._transport.write(line)
-                if self._conn.write_paused:
-                    await self._conn.drain()
-                if wait is None:
+                async with asyncio.timeout(wait) as self._deadline:
+                    self._transport.write(line)
+                    if self._conn.write_paused:
+                        await self._conn.drain()
                     reply = await fut
-                else:
-                    async with asyncio.timeout(wait):
-                        reply = await fut
             except TimeoutError:
-                self._abort(f"no reply to {command} within {wait}s")
-                raise AGITimeout(f"no reply to {command} within {wait}s") from None
+                label = _label(command, args)   # the command word (and EXEC's app), never an argument
+                self._broken = f"no reply to {label} within {wait:g}s"
+                self._log.warning("agi.command_timeout", command=label, deadline=round(wait, 3))
+                self._transport.abort()
+                raise AGITimeout(self._broken) from None
             except (ConnectionError, OSError) as exc:
                 self._abort(type(exc).__name__)
                 raise AGIHangup(f"connection lost: {type(exc).__name__}") from None
@@ -255,6 +263,7 @@ class AGIChannel:
                     self._abort("cancelled with a command outstanding")
                 raise
             finally:
+                self._deadline = None
                 if self._pending is fut:
                     self._pending = None
         if not sensitive:
@@ -427,6 +436,8 @@ class AGIChannel:
         await self._media("EXEC", "Read", f"{var},{'&'.join(files)},{int(max_digits)},,1,{timeout_s:g}")
         value = await self.get_full_variable(f"${{READSTATUS}}|${{{var}}}") or ""
         status, _, digits = value.partition("|")
+        if status == "HANGUP":       # Read answers 200 result=0 on a hang-up and says so only here
+            raise AGIHangup("Read: the channel hung up")
         return status, digits
 
     async def channel_status(self) -> int:
@@ -494,6 +505,12 @@ class AllowList:
         return any(ip in net for net in self.networks)
 
 
+def _label(command: str, args: Sequence[str | int]) -> str:
+    if command == "EXEC" and args:
+        return f"EXEC {args[0]}"
+    return command
+
+
 def _debug_enabled() -> bool:
     """Whether the configured wrapper logs debug, without binding a logger (binding is the cost)."""
     check = getattr(structlog.get_config()["wrapper_class"], "is_enabled_for", None)
@@ -519,6 +536,7 @@ class _AGIConnection(asyncio.Protocol):
         self.channel: AGIChannel | None = None
         self.write_paused = False
         self._buf = b""
+        self._heard = False          # any byte received
         self._parser: EnvParser | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -530,7 +548,11 @@ class _AGIConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         server = self.server
         peername = transport.get_extra_info("peername")
-        self.peer = str(peername[0]) if peername else "?"
+        if not peername:     # reset before its address could be read (getpeername() failed)
+            self._vanished("reset before its address could be read")
+            transport.abort()
+            return
+        self.peer = str(peername[0])
         if not server.allow.allows(self.peer):
             server.refused += 1
             log.warning("agi.refused", peer=self.peer, reason="not in agi_allow")
@@ -554,9 +576,19 @@ class _AGIConnection(asyncio.Protocol):
             return
         self._parser = None
         self._stop_env_wait()
-        self.server.rejected += 1
-        log.warning("agi.env_rejected", peer=self.peer, error=str(exc))
+        if self._heard:
+            self.server.rejected += 1
+            log.warning("agi.env_rejected", peer=self.peer, error=str(exc))
+        else:
+            self._vanished(f"closed before sending anything ({type(exc).__name__})")
         self.transport.abort()
+
+    def _vanished(self, what: str) -> None:
+        """A peer that reset or closed before saying anything (a port probe, a client that gave up):
+        not a stranger nor a protocol error. Counted, and logged at debug only: a storm of them (a
+        reset burst) would drown the log and says nothing a counter does not."""
+        self.server.vanished += 1
+        log.debug("agi.connection_vanished", peer=self.peer, what=what, count=self.server.vanished)
 
     def _stop_env_wait(self) -> None:
         if self._timer is not None:
@@ -583,7 +615,7 @@ class _AGIConnection(asyncio.Protocol):
         channel = self.channel = AGIChannel(
             self, env, self.peer,
             hangup_grace=server.hangup_grace, close_grace=server.close_grace,
-            command_timeout=server.command_timeout,
+            deadlines=server.deadlines,
         )
         task = asyncio.get_running_loop().create_task(server._session(channel))
         server._sessions.add(task)
@@ -591,6 +623,7 @@ class _AGIConnection(asyncio.Protocol):
 
     # -- input ---------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        self._heard = True
         buf = self._buf + data if self._buf else data
         limit = self.server.line_limit
         start = 0
@@ -694,7 +727,7 @@ class AGIServer:
         env_timeout: float = 5.0,
         hangup_grace: float = 0.3,
         close_grace: float = 1.0,
-        command_timeout: float | None = None,
+        deadlines: Deadlines | None = None,
         line_limit: int = LINE_LIMIT,
     ) -> None:
         self.routes = {k.strip("/"): v for k, v in routes.items()}
@@ -702,13 +735,14 @@ class AGIServer:
         self.env_timeout = env_timeout
         self.hangup_grace = hangup_grace
         self.close_grace = close_grace
-        self.command_timeout = command_timeout
+        self.deadlines = deadlines or Deadlines()
         self.line_limit = line_limit
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
         self._env_pending: set[_AGIConnection] = set()
         self.refused = 0
         self.rejected = 0
+        self.vanished = 0       # closed or reset by the peer before it sent anything
 
     @property
     def port(self) -> int:

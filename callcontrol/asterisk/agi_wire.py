@@ -23,6 +23,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 MAX_COMMAND_BYTES: Final = 2000
 MAX_ENV_LINES: Final = 200
 MAX_ENV_BYTES: Final = 32 * 1024
+#: A 520 usage text is a few lines of a few hundred bytes; a block that grows past these never ends.
+MAX_BLOCK_LINES: Final = 200
+MAX_BLOCK_BYTES: Final = 64 * 1024
 
 _ENV_LINE = re.compile(r"agi_([a-z0-9_]{1,64}): ?(.*)")
 _ENV_BLOCK = re.compile(r"(?:agi_[a-z0-9_]{1,64}: ?[^\n]*\n)+\n")
@@ -187,14 +190,16 @@ class ReplyAssembler:
     """Turns the lines Asterisk sends after the env block into replies and hang-up notices.
 
     ``feed(line)`` returns an :class:`AGIReply`, :data:`HANGUP_LINE`, or None while a multi-line
-    ``NNN-`` block is still open. Lines inside an open block are body text, whatever they say.
+    ``NNN-`` block is still open. Lines inside an open block are body text, whatever they say. A block
+    over MAX_BLOCK_LINES or MAX_BLOCK_BYTES raises AGIProtocolError and is dropped.
     """
 
-    __slots__ = ("_code", "_lines")
+    __slots__ = ("_bytes", "_code", "_lines")
 
     def __init__(self) -> None:
         self._code: str | None = None
         self._lines: list[str] = []
+        self._bytes = 0
 
     @property
     def in_block(self) -> bool:
@@ -204,6 +209,11 @@ class ReplyAssembler:
         text = _decode(line)
         if self._code is not None:
             self._lines.append(text)
+            self._bytes += len(text) + 1
+            if len(self._lines) > MAX_BLOCK_LINES or self._bytes > MAX_BLOCK_BYTES:
+                self._code, self._lines = None, []
+                raise AGIProtocolError(
+                    f"multi-line reply over {MAX_BLOCK_LINES} lines or {MAX_BLOCK_BYTES} bytes")
             if text.startswith(self._code + " ") or text == self._code:
                 code, self._code = int(self._code), None
                 full, self._lines = "\n".join(self._lines), []
@@ -213,7 +223,7 @@ class ReplyAssembler:
             return HANGUP_LINE
         m = _MULTI_START.fullmatch(text)
         if m:
-            self._code, self._lines = m.group(1), [text]
+            self._code, self._lines, self._bytes = m.group(1), [text], len(text) + 1
             return None
         return parse_reply(text)
 

@@ -25,6 +25,8 @@ class Settings:
     facility_dir: Path = REPO_ROOT / "facility_data"
     agi_bind: str = "127.0.0.1:4573"
     agi_allow: tuple[str, ...] = ("127.0.0.1", "::1")   # FastAGI has no auth: peer address allow-list
+    agi_reply_timeout: int = 10              # seconds for a reply Asterisk gives at once (GET VARIABLE...)
+    agi_dial_grace: int = 150                # seconds an EXEC Dial may run past its ring timeout + L()
     ami_host: str = "127.0.0.1"
     ami_port: int = 5038
     ami_user: str = ""                       # empty: no AMI (watchdog hang-ups disabled)
