@@ -172,28 +172,25 @@ class ScreenResult(StrEnum):
     BLOCKED = "blocked"
     NO_INPUT = "no_input"
     HANGUP = "hangup"
+    CALLER_GONE = "caller_gone"   # the inmate hung up before the recipient's decision could connect
 
 
-def screen_verdict(keys: list[str | None], max_tries: int = 3) -> ScreenResult:
-    """Fold the keys pressed over the tries (one per prompt cycle) into the recipient's decision.
+def screen_verdict(keys: list[str | None], max_tries: int = 3) -> ScreenResult | None:
+    """Fold the keys pressed over the tries (one per prompt cycle) into the recipient's decision, or
+    None while it is still open.
 
-    `*` replays without using a try; silence and unknown keys use a try; the tries running out refuses.
+    Silence, unknown keys and `*` (hear it again) each use a try, so a recipient cannot hold the line
+    forever; the tries running out refuses.
     """
-    tries = 0
-    for key in keys:
-        action = screen_action(key)
-        if action is ScreenAction.ACCEPT:
-            return ScreenResult.ACCEPTED
-        if action is ScreenAction.REFUSE:
-            return ScreenResult.REFUSED
-        if action is ScreenAction.BLOCK:
-            return ScreenResult.BLOCKED
-        if action is ScreenAction.REPEAT:
-            continue
-        tries += 1
+    decided = {ScreenAction.ACCEPT: ScreenResult.ACCEPTED, ScreenAction.REFUSE: ScreenResult.REFUSED,
+               ScreenAction.BLOCK: ScreenResult.BLOCKED}
+    for tries, key in enumerate(keys, 1):
+        result = decided.get(screen_action(key))
+        if result is not None:
+            return result
         if tries >= max_tries:
-            break
-    return ScreenResult.NO_INPUT
+            return ScreenResult.NO_INPUT
+    return None
 
 
 # --- After Dial -----------------------------------------------------------------------------------------
@@ -219,6 +216,8 @@ def dial_verdict(dialstatus: str | None, screen: str | None, *, limit_reached: b
         return DialVerdict(Outcome.COMPLETED, "goodbye", "limit" if limit_reached else "")
     if screen == ScreenResult.BLOCKED:
         return DialVerdict(Outcome.BLOCKED, "call_blocked_by_recipient", "recipient_blocked")
+    if screen == ScreenResult.CALLER_GONE:
+        return DialVerdict(Outcome.FAILED, None, "caller_hangup")
     if screen in (ScreenResult.REFUSED, ScreenResult.NO_INPUT, ScreenResult.HANGUP):
         return DialVerdict(Outcome.REFUSED, "call_refused", f"recipient_{screen}")
     if status == "ANSWER":

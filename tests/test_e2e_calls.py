@@ -211,10 +211,11 @@ def test_caller_hangs_up_during_screening(tmp_path: Path, redis_url: str) -> Non
     run(go())
 
 
-def test_caller_hangs_up_during_screening_then_the_recipient_accepts(tmp_path: Path, redis_url: str) -> None:
+def test_caller_hangs_up_during_screening_the_recipient_is_hung_up(tmp_path: Path, redis_url: str) -> None:
     # Asterisk runs the recipient's screening to its end although the inmate has hung up (the inmate's
-    # AGI hears of it only when Dial returns): AMI's HangupRequest fixes the call's end at once, so the
-    # recipient's late 1 neither connects nor bills.
+    # AGI hears of it only when Dial returns): AMI's HangupRequest fixes the call's end at once and the
+    # controller hangs up the recipient's leg, so the recipient neither waits through the announcement
+    # nor gets to press a late 1; the record says the caller left, nothing is billed.
     async def go() -> None:
         async with running(tmp_path, redis_url) as h:
             account = await seed(h.ledger, MARIA, 500)
@@ -224,8 +225,9 @@ def test_caller_hangs_up_during_screening_then_the_recipient_accepts(tmp_path: P
             result = await task
             dial = result.last_dial
             assert dial is not None and dial.bridge_start is None
-            assert "1" in dial.recipient_keys                  # the recipient did press 1, late
+            assert "1" not in dial.recipient_keys              # hung up before the late 1
             rec = h.record_for(MARIA)
+            assert (rec["outcome"], rec["reason"]) == ("failed", "caller_hangup")
             assert rec["amount"] == 0 and rec["billed_seconds"] == 0 and rec["accepted_at"] in ("", None)
             await h.quiesce()
             assert await h.posted(account) == 500 and await h.available(account) == 500

@@ -103,9 +103,11 @@ def test_final_total_bounds(cost: int, captured: int, hold: int) -> None:
     (["1"], ScreenResult.ACCEPTED), (["2"], ScreenResult.REFUSED), (["9"], ScreenResult.BLOCKED),
     ([None, None, None], ScreenResult.NO_INPUT), (["*", "*", "1"], ScreenResult.ACCEPTED),
     (["5", "7", "1"], ScreenResult.ACCEPTED), (["5", "7", "3"], ScreenResult.NO_INPUT),
-    ([None, "*", None, "2"], ScreenResult.REFUSED), ([None, None, None, "1"], ScreenResult.NO_INPUT),
+    ([None, "*", "2"], ScreenResult.REFUSED), ([None, None, None, "1"], ScreenResult.NO_INPUT),
+    (["*", "*", "*", "1"], ScreenResult.NO_INPUT),          # `*` uses a try: no endless replays
+    ([], None), ([None], None), (["*", "5"], None),         # still open
 ])
-def test_screen_verdict(keys: list[str | None], result: ScreenResult) -> None:
+def test_screen_verdict(keys: list[str | None], result: ScreenResult | None) -> None:
     assert d.screen_verdict(keys) is result
 
 
@@ -119,6 +121,8 @@ def test_screen_verdict(keys: list[str | None], result: ScreenResult) -> None:
     ("CONGESTION", None, Outcome.UNAVAILABLE, "call_not_answered"),
     ("ANSWER", "", Outcome.REFUSED, "call_refused"),
     ("BUSY", "no_input", Outcome.REFUSED, "call_refused"),
+    ("CANCEL", "caller_gone", Outcome.FAILED, None),
+    ("BUSY", "caller_gone", Outcome.FAILED, None),
     ("", "", Outcome.FAILED, "service_unavailable"),
 ])
 def test_dial_verdict(status: str, screen: str, outcome: Outcome, prompt: str) -> None:

@@ -59,6 +59,11 @@ class FlowContext:
     # caller channel -> call id while its inmate session waits in EXEC Dial: Asterisk tells the AGI of a
     # caller's hang-up only when Dial returns, AMI tells it at once (HangupRequest)
     dialling: dict[str, str] = field(default_factory=dict)
+    # caller channel -> the called channel Dial created (AMI DialBegin): the recipient's leg, hung up
+    # when the caller leaves during screening instead of hearing the whole announcement out
+    dial_legs: dict[str, str] = field(default_factory=dict)
+    # call id -> its end (flows.hangup.Ended), for settlements that failed (Redis down): retried with it
+    unsettled: dict[str, Any] = field(default_factory=dict)
     # settlements in progress at once: when every call ends together (a trunk failure) the rest wait
     # their turn, so each loop turn and each Redis pipeline stays small (docs/performance.md)
     settling: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SETTLE_CONCURRENCY))

@@ -3,9 +3,10 @@ agi_arg_1 = call id) on the called channel after it answers and before the bridg
 
 The call is found by its id in Redis call state, so this AGI may land on any controller instance. The
 recipient hears who is calling, from where, the recording (or privileged) notice, the rate and their
-balance, then presses 1 (accept), 2 (refuse) or 9 (block this facility); `*` repeats. Three tries;
-silence or a hang-up refuses. Acceptance is the billing start: stored once, after the confirmation
-prompt and just before the bridge, and metering begins.
+balance, then presses 1 (accept), 2 (refuse) or 9 (block this facility); `*` repeats. Three tries
+(a repeat is one); silence or a hang-up refuses. If the inmate hangs up meanwhile, the controller hangs
+up this leg (AMI) and the record says the caller left. Acceptance is the billing start: stored once,
+after the confirmation prompt and just before the bridge, and metering begins.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ async def _ask(ch: Any, files: list[str]) -> str:
 
     One Read() plays every file in two round trips (it waits 50 ms between files for a key); a
     recorded-name path that cannot go in an application argument falls back to a STREAM FILE each.
+    A hang-up raises AGIHangup (Read itself answers 0 and says so only in READSTATUS).
     """
     if fits_one_app(files):
         status, key = await ch.read("SCREEN_KEY", files, 1, WAIT_MS / 1000)
@@ -57,6 +59,12 @@ async def _ask(ch: Any, files: list[str]) -> str:
         if key:
             return key
     return await ch.wait_for_digit(WAIT_MS)
+
+
+async def _caller_gone(ctx: FlowContext, call_id: str) -> bool:
+    """Has the inmate hung up? The controller fixes the call's end as soon as AMI reports it."""
+    state = await ctx.store.get(call_id)
+    return state is None or bool(state.ended_at)
 
 
 async def screen(ctx: FlowContext, ch: Any) -> None:
@@ -69,49 +77,45 @@ async def screen(ctx: FlowContext, ch: Any) -> None:
         await _reject(ch)
         return
     bound = log.bind(call_id=call_id)
-    result = ScreenResult.HANGUP
+    result: ScreenResult | None = None
     try:
         files = announcement(ctx, state, ctx.quote_for(state))
-        tries = 0
-        while tries < ctx.screen_tries:
+        keys: list[str | None] = []
+        while result is None:
             key = await _ask(ch, files)
-            action = decisions.screen_action(key)
-            if action is ScreenAction.REPEAT:
-                continue
-            if action is ScreenAction.ACCEPT:
-                result = ScreenResult.ACCEPTED
-                break
-            if action is ScreenAction.REFUSE:
-                result = ScreenResult.REFUSED
-                break
-            if action is ScreenAction.BLOCK:
-                result = ScreenResult.BLOCKED
-                break
-            tries += 1
-            if action is ScreenAction.INVALID and tries < ctx.screen_tries:
+            keys.append(key)
+            result = decisions.screen_verdict(keys, ctx.screen_tries)
+            if result is None and await _caller_gone(ctx, call_id):
+                result = ScreenResult.CALLER_GONE
+            elif result is None and decisions.screen_action(key) is ScreenAction.INVALID:
                 await ch.stream_file(ctx.speech.prompt("invalid_choice", state.lang), "")
-        else:
-            result = ScreenResult.NO_INPUT
         if result is ScreenResult.ACCEPTED:
-            await _accept(ctx, ch, state)
+            result = await _accept(ctx, ch, state)
         elif result is ScreenResult.BLOCKED:
             await _block(ctx, ch, state)
         else:
-            await ctx.store.update(call_id, screen_result=str(result))
-            await _reject(ch)
-            prompt = "no_input_refused" if result is ScreenResult.NO_INPUT else "call_refused_recipient"
-            await ch.stream_file(ctx.speech.prompt(prompt, state.lang), "")
+            await _refuse(ctx, ch, state, result)
     except AGIHangup:
-        # A recipient who hangs up before acceptance was stored (even during the confirmation
-        # prompt after pressing 1) was never connected.
-        if result is ScreenResult.HANGUP or (result is ScreenResult.ACCEPTED and not state.accepted_at):
-            await ctx.store.update(call_id, screen_result=str(ScreenResult.HANGUP))
+        # Whoever hung up, nothing was connected unless the acceptance was stored (a recipient who hangs
+        # up during the confirmation prompt after pressing 1 was never connected). The recipient's leg is
+        # also hung up when the inmate leaves during screening: then the inmate is the one who left.
+        if result is None or (result is ScreenResult.ACCEPTED and not state.accepted_at):
+            result = ScreenResult.CALLER_GONE if await _caller_gone(ctx, call_id) else ScreenResult.HANGUP
+            await ctx.store.update(call_id, screen_result=str(result))
         bound.info("screen_hangup", result=str(result))
     except AGIError as exc:
         bound.warning("screen_agi_error", error=str(exc)[:200])
-        if result is ScreenResult.HANGUP:
+        if result is None:
             await ctx.store.update(call_id, screen_result=str(ScreenResult.REFUSED))
     bound.info("screened", result=str(result))
+
+
+async def _refuse(ctx: FlowContext, ch: Any, state: CallState, result: ScreenResult) -> None:
+    await ctx.store.update(state.call_id, screen_result=str(result))
+    await _reject(ch)
+    if result is not ScreenResult.CALLER_GONE:
+        prompt = "no_input_refused" if result is ScreenResult.NO_INPUT else "call_refused_recipient"
+        await ch.stream_file(ctx.speech.prompt(prompt, state.lang), "")
 
 
 async def _reject(ch: Any) -> None:
@@ -122,20 +126,25 @@ async def _reject(ch: Any) -> None:
         pass
 
 
-async def _accept(ctx: FlowContext, ch: Any, state: CallState) -> None:
+async def _accept(ctx: FlowContext, ch: Any, state: CallState) -> ScreenResult:
     """Billing starts when the bridge is at hand: after the confirmation prompt (a recipient who hangs
-    up during it, or a prompt that fails, is never billed), and only if the caller is still there."""
+    up during it, or a prompt that fails, is never billed), and only if the caller is still there --
+    asked before the prompt too, so a late 1 is never told "connecting"."""
+    if await _caller_gone(ctx, state.call_id):
+        await _refuse(ctx, ch, state, ScreenResult.CALLER_GONE)
+        return ScreenResult.CALLER_GONE
     await ch.stream_file(ctx.speech.prompt("call_accepted", state.lang), "")
     accepted_at = await ctx.store.accept(state.call_id, ctx.clock.now())
-    state.accepted_at = accepted_at or 0.0
     if accepted_at is None:       # the caller hung up meanwhile: nothing to connect, nothing to bill
         log.info("screen_caller_gone", call_id=state.call_id)
-        await _reject(ch)
-        return
+        await _refuse(ctx, ch, state, ScreenResult.CALLER_GONE)
+        return ScreenResult.CALLER_GONE
+    state.accepted_at = accepted_at
     quote = ctx.quote_for(state)
     ctx.meter.start(MeteredCall(state.call_id, state.account, accepted_at, state.increment,
                                 quote.increment_charge, state.hold_amount))
     await ch.set_variable("SCREEN_RESULT", "ACCEPTED")     # the last command: Dial bridges next
+    return ScreenResult.ACCEPTED
 
 
 async def _block(ctx: FlowContext, ch: Any, state: CallState) -> None:

@@ -87,7 +87,7 @@ class Apps:
 
     async def app_read(self, chan: Channel, data: str) -> int:
         """Read(var,file1&file2,maxdigits,options,attempts,timeout): prompts any key interrupts, then
-        digits until maxdigits, `#` or the timeout; sets var and READSTATUS; -1 only on hang-up.
+        digits until maxdigits, `#` or the timeout; sets var and READSTATUS (HANGUP on a hang-up); always 0.
         Between prompts Asterisk waits 50 ms for a first key; with no timeout given it waits the
         channel's response timeout (10 s) for the first key and 5 s between keys (modelled as 10 s)."""
         args = split_args(data) + [""] * 6
@@ -122,7 +122,7 @@ class Apps:
         if chan.dead:
             status = "HANGUP"
         chan.set_var("READSTATUS", status)
-        return -1 if status == "HANGUP" else 0
+        return 0          # also on a hang-up: real Read says so only in READSTATUS
 
     async def app_mixmonitor(self, chan: Channel, data: str) -> int:
         chan.mixmonitor.append(split_args(data)[0])
