@@ -491,7 +491,8 @@ def test_many_concurrent_calls() -> None:
 
 def test_read_and_playback_lists() -> None:
     """Read(): any key interrupts the prompts (50 ms waited between files), '#' ends input, silence times
-    out, a hang-up gives 0 with READSTATUS=HANGUP (as the real one); Playback(a&b) plays both. Timings are exact (virtual clock)."""
+    out, a hang-up gives 0 with READSTATUS=HANGUP (as the real one);
+    Playback(a&b) plays both. Timings are exact (virtual clock)."""
     times: list[float] = []
     world: list[Simulator] = []
 
@@ -511,7 +512,7 @@ def test_read_and_playback_lists() -> None:
         assert await s.cmd('GET FULL VARIABLE "${READSTATUS}|${K}"') == "200 result=1 (OK|)\n"
         assert await timed("EXEC Read K,a,4,,1,3") == "200 result=0\n"       # 12 then timeout
         assert await s.cmd('GET FULL VARIABLE "${READSTATUS}|${K}"') == "200 result=1 (TIMEOUT|12)\n"
-        assert await s.cmd("EXEC Read K,a&b,1,,1,5") == "200 result=0\n"     # hangs up 1 s in: real Read says 0
+        assert await s.cmd("EXEC Read K,a&b,1,,1,5") == "200 result=0\n"     # hangs up 1 s in (0, as real)
         await s.expect_hangup()
         assert await s.cmd("GET VARIABLE READSTATUS") == "200 result=1 (HANGUP)\n"
         s.writer.close()
