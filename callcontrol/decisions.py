@@ -7,8 +7,11 @@ tested without sockets, Redis or a simulator.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from rating.facility import ID_PATTERN
 
 
 class Outcome(StrEnum):
@@ -80,6 +83,19 @@ def clean_number(digits: str | None, max_digits: int = 15) -> str | None:
     if not (digits.isascii() and digits.isdigit()) or len(digits) > max_digits:
         return None
     return digits
+
+
+def record_facility(value: str) -> str:
+    """The facility id a call record carries. One that is not a facility id (from the AGI URL) is kept,
+    escaped, so the attempt is still recorded: "invalid:" and the value with each UTF-8 byte outside
+    [A-Za-z0-9-] as .XX, cut to the ledger's 128 characters; "unknown" when there is none."""
+    if not value:
+        return "unknown"
+    if len(value) <= 128 and re.fullmatch(ID_PATTERN, value):
+        return value
+    escaped = "".join(c if c.isascii() and (c.isalnum() or c == "-") else
+                      "".join(f".{b:02X}" for b in c.encode("utf-8", "surrogatepass")) for c in value)
+    return ("invalid:" + escaped)[:128]
 
 
 # --- PIN lockout -----------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ class Attempt:
 
     def record_fields(self, outcome: Outcome, reason: str, ended_at: float) -> dict[str, Any]:
         return {
-            "account_id": self.account, "facility_id": self.facility_id or "unknown",
+            "account_id": self.account, "facility_id": decisions.record_facility(self.facility_id),
             "inmate_id": self.inmate, "dialled": self.dialled, "number_e164": self.e164,
             "call_class": self.call_class, "outcome": str(outcome), "reason": reason,
             "started_at": iso(self.started_at), "ended_at": iso(ended_at), "privileged": self.privileged,
