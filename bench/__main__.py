@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("bench.ledger_bench", "bench.rating_bench", "bench.call_bench")
+BENCHES = ("bench.ledger_bench", "bench.rating_bench", "bench.call_bench", "bench.agi_soak")
 
 
 def main(names: list[str]) -> int:

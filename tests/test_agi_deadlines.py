@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
 import struct
 import time
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -229,3 +231,40 @@ def test_connections_reset_at_once_are_counted_not_logged_as_refused(loop: str) 
     with capture_logs() as logs:
         assert runner(asyncio.wait_for(main(), 20)) == (n, 0, 0)
     assert not [e for e in logs if e["log_level"] == "warning"]
+
+
+# ------------------------------------------------------------------------------- a metered call
+
+
+class _ShortDial(Deadlines):
+    """The flow's Dial would get ring + L() + grace; here 1.5 s of real time (300 s of the sim's)."""
+
+    def exec_app(self, app: str, argument: str) -> float:
+        return 1.0 if app == "Dial" else super().exec_app(app, argument)
+
+
+def test_a_dial_that_outlives_its_deadline_settles_what_was_used(tmp_path: Any, redis_url: str) -> None:
+    from callcontrol.sim import Recipient
+    from tests.e2e_support import handset, running, seed
+
+    maria = "+13125551234"
+
+    async def go() -> tuple[dict[str, Any], int, int]:
+        async with running(tmp_path, redis_url) as h:
+            account = await seed(h.ledger, maria, 500)
+            agi = h.controller.agi
+            agi.deadlines = _ShortDial(reply=0.5, dial_grace=0.0, lengths=agi.deadlines.lengths)
+            # The recipient accepts and talks on; Asterisk (the sim) never returns from Dial in time.
+            result = await h.call(handset("3125551234"), Recipient(maria, keys="1", talk=None))
+            assert result.last_dial is not None and result.last_dial.bridge_start is not None
+            await h.quiesce(0.3)
+            return h.record_for(maria), await h.posted(account), await h.available(account)
+
+    with capture_logs() as logs:
+        rec, posted, available = asyncio.run(go())
+    assert [e["command"] for e in logs if e["event"] == "agi.command_timeout"] == ["EXEC Dial"]
+    # Billed from acceptance to the moment the session timed out (not to the L() limit of 900 s)...
+    assert 60 < rec["billed_seconds"] < 900 and rec["outcome"] == "completed"
+    minutes = math.ceil(rec["billed_seconds"] / 60)                      # ...at 8.56 c a minute
+    assert rec["amount"] == int((minutes * Decimal("8.56")).quantize(Decimal(1), ROUND_HALF_UP))
+    assert posted == 500 - rec["amount"] and available == posted      # charged once, hold released
