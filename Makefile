@@ -12,6 +12,7 @@ demo: .venv/.installed
 test: .venv/.installed
 	scripts/bootstrap.sh --test-services
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 bench: .venv/.installed
@@ -24,5 +25,6 @@ prompts: .venv/.installed
 
 lint: .venv/.installed
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 .PHONY: demo test bench prompts lint

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import select
 
@@ -24,6 +24,9 @@ from ledger.keys import account_id_for
 from ledger.money import fmt_cents, parse_dollars
 from ledger.redisclient import connect_sync, is_cluster
 from ledger.types import Balance
+
+if TYPE_CHECKING:
+    from ledger.sync import SyncWorker
 
 T = TypeVar("T")
 INPUT_ERRORS = (BadAmount, BadId, BadInput)
@@ -126,7 +129,7 @@ def show_balance(b: Balance) -> None:
                 [[b.account_id, b.state, fmt_cents(b.posted), fmt_cents(b.held), fmt_cents(b.available)]]))
 
 
-def _sync_worker(args: argparse.Namespace, settings: Settings, url: str) -> Any:
+def _sync_worker(args: argparse.Namespace, settings: Settings, url: str) -> SyncWorker:
     from ledger.sync import SyncWorker
     return SyncWorker(url, settings.sqlalchemy_url, partitions=settings.ledger_partitions,
                       claim_idle_ms=getattr(args, "claim_idle_ms", 30_000))
@@ -367,7 +370,7 @@ def register(subparsers: Any, open_redis: OpenRedis | None = None) -> None:
 
     def add(name: str, handler: Callable[[argparse.Namespace, Settings], int], help_: str,
             op: bool = False) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=guarded(handler))
         if op:
             p.add_argument("--op-id", help="operation id (retry with the same id); default random")

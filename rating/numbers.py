@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 
 import phonenumbers
+from phonenumbers import REGION_CODE_FOR_NON_GEO_ENTITY as NON_GEO
 from phonenumbers import PhoneMetadata, PhoneNumberType
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, NumberParseException
-from phonenumbers.phonenumberutil import REGION_CODE_FOR_NON_GEO_ENTITY as NON_GEO
 
 from rating.errors import NumberRefused
 from rating.usgeo import US_REGIONS, npa_states
@@ -100,7 +100,7 @@ def _finish(e164: str, cc: int, region: str | None, type_name: str) -> NumberInf
     npa = e164[2:5] if cc == 1 else None
     state = None
     if region in US_REGIONS:
-        state = npa_states().get(npa) if region == "US" else region
+        state = npa_states().get(npa or "") if region == "US" else region
     return NumberInfo(e164, True, cc, region, type_name, npa, state)
 
 
@@ -110,11 +110,12 @@ def lookup_slow(digits: str) -> NumberInfo:
         num = phonenumbers.parse("+" + digits, None)
     except NumberParseException:
         return _invalid(digits)
+    cc = num.country_code or 0          # (parse always sets it)
     if not phonenumbers.is_valid_number(num):
-        return _invalid(digits, num.country_code)
+        return _invalid(digits, cc)
     region = phonenumbers.region_code_for_number(num)
     e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
-    return _finish(e164, num.country_code, region, TYPE_NAMES[phonenumbers.number_type(num)])
+    return _finish(e164, cc, region, TYPE_NAMES[phonenumbers.number_type(num)])
 
 
 Check = tuple[frozenset[int], "re.Pattern[str]"]   # (possible lengths or empty = any, pattern)
@@ -224,7 +225,7 @@ def lookup_international(digits: str) -> NumberInfo:
         num = phonenumbers.parse("+" + digits, None)
     except NumberParseException:
         return _invalid(digits)
-    cc = num.country_code
+    cc = num.country_code or 0          # (parse always sets it)
     nsn = phonenumbers.national_significant_number(num)
     found = _region_and_type(cc, nsn)
     if found is None:

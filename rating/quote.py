@@ -94,13 +94,14 @@ class Quote:
     def seconds_until_close(self) -> int | None:
         if self._close is False:
             self._close = self.facility.close_after(self.at, self._ts)
-        return self._close  # type: ignore[return-value]
+        return self._close
 
     def limit(self, available: int) -> tuple[int, str]:
         """(longest call in seconds, what capped it) for `available` cents, at the quote's instant."""
         if isinstance(available, bool) or not isinstance(available, int):
             raise RatingError(f"available must be integer cents, got {available!r}")
         p = self._pricing
+        funds: int | None
         if available < p.min_connect:
             funds = 0
         else:

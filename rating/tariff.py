@@ -108,7 +108,8 @@ def instant(when: dt.date | dt.datetime, tz: ZoneInfo) -> float:
 
 
 def _rate(t: Table, key: str) -> Decimal:
-    return t.decimal(key, places=MONEY_PLACES, hi=RATE_LIMIT)
+    rate: Decimal = t.decimal(key, places=MONEY_PLACES, hi=RATE_LIMIT)
+    return rate
 
 
 def _international_terms(t: Table) -> RateTerms:
@@ -123,6 +124,7 @@ def parse_tariff(t: Table) -> TariffVersion:
     tid = t.str("id", pattern=ID_PATTERN)
     version = t.int("version", lo=1)
     effective = t.date_or_datetime("effective_from")
+    assert effective is not None
     description = t.str("description", "")
     increment = t.int("billing_increment_seconds", 60, lo=1, hi=60)
     if 60 % increment:
@@ -130,7 +132,8 @@ def parse_tariff(t: Table) -> TariffVersion:
     connect_fee = t.decimal("connect_fee", Decimal(0), places=MONEY_PLACES, hi=FEE_LIMIT)
     rates = t.table("rates")
     assert rates is not None
-    domestic = {c: RateTerms(_rate(rates, c.value)) for c in CallClass if c is not CallClass.INTERNATIONAL}
+    domestic: dict[CallClass, RateTerms] = {c: RateTerms(_rate(rates, c.value)) for c in CallClass
+                                            if c is not CallClass.INTERNATIONAL}
     rates.finish()
     intl = t.table("international")
     assert intl is not None

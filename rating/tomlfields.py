@@ -5,6 +5,7 @@ TOML floats are parsed as Decimal (never float) so money in data files stays exa
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import re
 import tomllib
@@ -32,7 +33,8 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 class Table:
-    """A TOML table being validated. Unknown keys are refused so typos cannot pass silently."""
+    """A TOML table being validated. Unknown keys are refused so typos cannot pass silently.
+    (Below its `str`, `int` and `bool` methods, annotations name the builtins as `builtins.str`...)"""
 
     def __init__(self, data: dict[str, Any], file: str | Path, prefix: str = "") -> None:
         if not isinstance(data, dict):
@@ -75,7 +77,8 @@ class Table:
             raise self.error(key, f"{value!r} is not one of {', '.join(choices)}")
         return value
 
-    def int(self, key: str, default: Any = ..., *, lo: int | None = None, hi: int | None = None) -> Any:
+    def int(self, key: builtins.str, default: Any = ..., *, lo: builtins.int | None = None,
+            hi: builtins.int | None = None) -> Any:
         value = self.raw(key, default)
         if value is default and default is not ...:
             return value
@@ -87,20 +90,21 @@ class Table:
             raise self.error(key, f"must be at most {hi}, got {value}")
         return value
 
-    def bool(self, key: str, default: Any = ...) -> Any:
+    def bool(self, key: builtins.str, default: Any = ...) -> Any:
         value = self.raw(key, default)
         if not isinstance(value, bool):
             raise self.error(key, f"must be true or false, got {value!r}")
         return value
 
-    def decimal(self, key: str, default: Any = ..., *, places: int, hi: Decimal | None = None) -> Any:
+    def decimal(self, key: builtins.str, default: Any = ..., *, places: builtins.int,
+                hi: Decimal | None = None) -> Any:
         """A non-negative amount given as a TOML number or a plain decimal string, with <= places decimals."""
         value = self.raw(key, default)
         if value is default and default is not ...:
             return value
         return parse_amount(value, places=places, hi=hi, error=lambda p: self.error(key, p))
 
-    def str_list(self, key: str, default: Any = ..., *, pattern: str | None = None) -> Any:
+    def str_list(self, key: builtins.str, default: Any = ..., *, pattern: builtins.str | None = None) -> Any:
         value = self.raw(key, default)
         if value is default and default is not ...:
             return value
@@ -113,19 +117,20 @@ class Table:
             raise self.error(key, "has duplicate items")
         return value
 
-    def table(self, key: str, *, required: bool = True) -> Table | None:
+    def table(self, key: builtins.str, *, required: builtins.bool = True) -> Table | None:
         value = self.raw(key, required=required)
         if value is None:
             return None
         return Table(value, self.file, self.name(key))
 
-    def table_list(self, key: str) -> list[Table]:
+    def table_list(self, key: builtins.str) -> list[Table]:
         value = self.raw(key, [])
         if not isinstance(value, list):
             raise self.error(key, "must be an array of tables ([[...]])")
         return [Table(v, self.file, f"{self.name(key)}[{i}]") for i, v in enumerate(value)]
 
-    def date_or_datetime(self, key: str, *, required: bool = True) -> dt.date | dt.datetime | None:
+    def date_or_datetime(self, key: builtins.str, *,
+                         required: builtins.bool = True) -> dt.date | dt.datetime | None:
         value = self.raw(key, required=required)
         if value is None:
             return None

@@ -59,5 +59,5 @@ def npa_states() -> dict[str, str]:
     result = {npa: state for npa, state in whole.items() if state is not None}
     for npa, states in seen.items():
         if npa not in whole and len(states) == 1 and None not in states:
-            result[npa] = next(iter(states))
+            result[npa] = next(s for s in states if s is not None)
     return result

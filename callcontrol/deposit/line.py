@@ -125,7 +125,7 @@ class DepositLine:
 
     async def _play(self, s: Session, ids: Sequence[str], escape: str = "") -> str:
         for name in self._files(s, ids):
-            key = await s.ch.stream_file(name, escape)
+            key: str = await s.ch.stream_file(name, escape)
             if key:
                 return key
         return ""
@@ -144,8 +144,9 @@ class DepositLine:
 
     async def _ask(self, s: Session, prompt_id: str, timeout_ms: int, max_digits: int, *,
                    sensitive: bool = False) -> str | None:
-        return await s.ch.get_data(self.ctx.speech.prompt(prompt_id, s.lang), timeout_ms, max_digits,
-                                   sensitive=sensitive)
+        entry: str | None = await s.ch.get_data(self.ctx.speech.prompt(prompt_id, s.lang), timeout_ms,
+                                                max_digits, sensitive=sensitive)
+        return entry
 
     def _too_many(self, s: Session) -> EndCall:
         return EndCall(f"too_many_tries_{s.step}", "deposit_too_many_tries")
@@ -248,7 +249,9 @@ class DepositLine:
             # The facilities where this number has accounts, and "another facility" while there are
             # others: a relative moved to another facility must not have the money land at the old one.
             picked = await self._pick_facility(s, held, other=bool(others)) if held else None
-            s.facility_id = picked or await self._pick_facility(s, others)
+            chosen = picked or await self._pick_facility(s, others)
+            assert chosen is not None           # without "another facility" a menu always picks one
+            s.facility_id = chosen
         try:
             self.ctx.catalog.classify(s.facility_id, s.e164)
         except Exception as exc:
