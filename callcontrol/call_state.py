@@ -1,7 +1,7 @@
 """Durable per-call state in Redis, so that any controller instance can screen, meter or settle a call.
 
 One hash per call (`apc:call:<id>`) plus a sorted set of unsettled calls scored by their hold's lease
-expiry (`apc:calls:live`) for start-up recovery. First-writer-wins fields (accepted_at, ended_at) make
+expiry (`apc:calls:live`) for recovery and adoption. First-writer-wins fields (accepted_at, ended_at) make
 the end of a call a single fact that every instance agrees on, so the settlement they compute from it is
 the same and its ledger op id replays instead of charging twice.
 
@@ -65,6 +65,15 @@ if redis.call('HEXISTS', KEYS[1], 'ended_at') == 0 and redis.call('HGET', KEYS[1
   redis.call('HSET', KEYS[1], 'answered_at', ARGV[1])
 end
 return raw
+"""
+
+# Adoption of an orphaned call: the owner recorded in the call moves from ARGV[1] (whose heartbeat is
+# gone) to ARGV[2] only if nobody moved it first, so of several survivors exactly one adopts it.
+_CLAIM_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'settled') == '1' then return 0 end
+if redis.call('HGET', KEYS[1], 'instance') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'instance', ARGV[2])
+return 1
 """
 
 _FIRST_WRITE_LUA = """
@@ -157,7 +166,8 @@ def _script(name: str, source: str) -> Script:
 
 _SCRIPTS = {name: _script(f"callstate_{name}", src) for name, src in (
     ("capture", _CAPTURE_LUA), ("accept", _ACCEPT_LUA), ("finish", _FINISH_LUA),
-    ("first_write", _FIRST_WRITE_LUA), ("pinfail", _PINFAIL_LUA), ("answered", _ANSWERED_LUA))}
+    ("first_write", _FIRST_WRITE_LUA), ("pinfail", _PINFAIL_LUA), ("answered", _ANSWERED_LUA),
+    ("claim", _CLAIM_LUA))}
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -264,6 +274,10 @@ class CallStore:
         raw = await self._eval("finish", CALL_KEY.format(call_id), repr(ended_at), reason)
         return CallState.from_hash(_pairs(raw)) if raw else None
 
+    async def claim(self, call_id: str, owner: str, adopter: str) -> bool:
+        """Take over an unsettled call from `owner` (gone); False when another instance took it first."""
+        return bool(await self._eval("claim", CALL_KEY.format(call_id), owner, adopter))
+
     async def record_capture(self, call_id: str, k: int, captured_total: int) -> int:
         return int(await self._eval("capture", CALL_KEY.format(call_id), str(k), str(captured_total)))
 
@@ -290,3 +304,36 @@ class CallStore:
 
     async def clear_pin_failures(self, facility_id: str, who: str) -> None:
         await self._cmd("DEL", PINFAIL_KEY.format(facility_id, who))
+
+
+def unsettled_ended(r: Any, partitions: int, now: float) -> list[str]:
+    """Calls that are over but not settled, or whose hold is still pending (sync redis-py client, decoded
+    replies). Over: its end is stored, or its hold's lease has passed (no call outlives its lease)."""
+    from ledger.keys import Keys, partition_of
+
+    lease = {m: float(s) for m, s in r.zrange(LIVE_KEY, 0, -1, withscores=True)}
+    names = ("ended_at", "settled", "account", "hold_amount")
+    found: list[str] = []
+    keys = list(r.scan_iter(match=CALL_KEY.format("*"), count=1000))
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start:start + 1000]
+        pipe = r.pipeline(transaction=False)
+        for key in chunk:
+            pipe.hmget(key, *names)
+        rows = pipe.execute()
+        pipe = r.pipeline(transaction=False)
+        ended: list[tuple[str, str]] = []
+        for key, (ended_at, settled, account, hold_amount) in zip(chunk, rows, strict=True):
+            call_id = key[len(CALL_KEY.format("")):]
+            over = bool(ended_at) or lease.get(call_id, now) < now
+            if not over:
+                continue
+            if settled != "1":
+                found.append(f"call {call_id}: over (ended_at {ended_at or 'unknown'}) but not settled")
+            if account and int(hold_amount or 0):
+                ended.append((call_id, account))
+                pipe.hget(Keys(partition_of(account, partitions)).account(account), f"h:{call_id}")
+        for (call_id, account), raw in zip(ended, pipe.execute(), strict=True):
+            if raw and raw.split("|")[2] == "pending":
+                found.append(f"call {call_id}: over but its hold on {account} is still pending")
+    return found

@@ -1,4 +1,5 @@
-"""`callcontrol serve` (the production controller) and `callcontrol demo` (scripted calls end to end)."""
+"""`callcontrol serve` (the production controller), `callcontrol calls reconcile` (every ended call settled,
+every charge explained by a call record) and `callcontrol demo` (scripted calls end to end)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--no-sync", action="store_true", help="do not run the SQL sync worker here")
     serve.add_argument("--instance", help="instance id (default: host-pid-random)")
     serve.set_defaults(func=serve_command)
+
+    calls = subparsers.add_parser("calls", help="call settlement checks").add_subparsers(
+        dest="calls_command", metavar="COMMAND", required=True)
+    check = calls.add_parser("reconcile", help="exit 1 on an ended call left unsettled or a charge no "
+                                                 "call record explains")
+    check.add_argument("--no-sync", action="store_true", help="do not drain the journal into SQL first")
+    check.set_defaults(func=calls_reconcile_command)
 
     demo = subparsers.add_parser("demo", help="drive scripted calls through the simulator end to end")
     demo.add_argument("--scale", type=float, default=0.01,
@@ -63,6 +71,45 @@ async def _serve(args: argparse.Namespace, settings: Settings, redis_url: str) -
     await stop.wait()
     log.info("controller_stopping")
     await controller.stop(grace=10.0)
+    return 0
+
+
+def calls_reconcile_command(args: argparse.Namespace, settings: Settings) -> int:
+    import sys
+    import time
+
+    from callcontrol.call_state import unsettled_ended
+    from ledger.reconcile import call_charges
+    from ledger.redisclient import connect_sync
+    from ledger.sql import make_engine, migrate
+    from ledger.sync import SyncWorker
+
+    with runtime.redis_url(settings) as url:
+        migrate(settings.sqlalchemy_url)
+        if not args.no_sync:
+            worker = SyncWorker(url, settings.sqlalchemy_url, partitions=settings.ledger_partitions)
+            try:
+                worker.drain()
+            finally:
+                worker.close()
+        r = connect_sync(url, cluster=False)
+        engine = make_engine(settings.sqlalchemy_url)
+        try:
+            problems = unsettled_ended(r, settings.ledger_partitions, time.time())
+            charges = call_charges(engine)
+        finally:
+            r.close()
+            engine.dispose()
+    for line in problems:
+        print(f"UNSETTLED {line}")
+    for line in charges.unexplained:
+        print(f"UNEXPLAINED {line}")
+    problems += charges.unexplained
+    print(f"calls: {charges.captured} c posted by resolved call holds, {charges.recorded} c on call records")
+    if problems:
+        print(f"{len(problems)} call(s) not settled or not explained by their record", file=sys.stderr)
+        return 1
+    print("every ended call is settled and every charge has its call record")
     return 0
 
 

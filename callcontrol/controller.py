@@ -2,8 +2,10 @@
 the meter loop, the reaper, the SQL sync worker (a thread) and start-up recovery of orphaned calls.
 
 Every instance is interchangeable: a call's state lives in Redis, so the screen AGI, the hangup handler
-or a restarted controller may finish a call that another instance started. Each instance keeps a
-heartbeat key; recovery leaves alone the calls of instances that are still alive.
+or another instance may finish a call that one instance started. Each instance keeps a heartbeat key;
+once an owner's heartbeat is gone, one other instance adopts each of its unsettled calls (an atomic claim
+in the call's state), meters it on and settles it. Settlements that failed while Redis was down are
+retried, with the end learnt then, as soon as Redis answers.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from callcontrol.asterisk.agi_deadlines import Deadlines, prompt_lengths
 from callcontrol.call_state import CallState, CallStore
 from callcontrol.deposit import deposit_route
 from callcontrol.flows.context import FlowContext
-from callcontrol.flows.hangup import hangup_route, settle_call
+from callcontrol.flows.hangup import Ended, hangup_route, retry_unsettled, settle_call
 from callcontrol.flows.inmate_call import inmate_call
 from callcontrol.flows.screen import screen
 from callcontrol.metering import Meter, MeteredCall
@@ -37,6 +39,8 @@ log = structlog.get_logger("callcontrol.controller")
 
 HEARTBEAT_KEY = "apc:instance:{}"
 HEARTBEAT_TTL = 15
+HEARTBEAT_RETRY = 1.0      # seconds between heartbeats while Redis does not answer
+SETTLE_RETRY = 0.5         # seconds between checks for Redis while settlements wait for it
 
 
 def default_instance_id() -> str:
@@ -50,7 +54,7 @@ class Controller:
                  policy: Policy | None = None, instance: str | None = None, names_dir: str | None = None,
                  sql_url: str | None = None, run_sync: bool = True, agi_bind: str | None = None,
                  reap_interval: float = 30.0, sync_interval: float = 0.5,
-                 screening_margin: int = 120) -> None:
+                 screening_margin: int = 120, adopt_interval: float = HEARTBEAT_TTL / 3) -> None:
         from callcontrol.platform.clock import Clock
 
         self.settings = settings
@@ -64,6 +68,7 @@ class Controller:
         self.run_sync = run_sync
         self.agi_bind = agi_bind or settings.agi_bind
         self.reap_interval = reap_interval
+        self.adopt_interval = adopt_interval      # real seconds, like the heartbeat's TTL
         self.sync_interval = sync_interval
         self.screening_margin = screening_margin
         self.ledger: Any = None
@@ -77,6 +82,10 @@ class Controller:
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
         self._sync_worker: Any = None
+        self._adopted: set[str] = set()          # calls adopted here and watched until they end
+        self._started_at = 0.0
+        self._redis_run_id: str | None = None
+        self._redis_restarted = False
 
     @property
     def agi_port(self) -> int:
@@ -111,6 +120,7 @@ class Controller:
         self.agi = AGIServer(routes, allow=s.agi_allow, deadlines=deadlines)
         host, _, port = self.agi_bind.rpartition(":")
         await self.agi.start(host or "127.0.0.1", int(port))
+        self._started_at = self.clock.now()
         await self._heartbeat_once()
         if s.ami_user:
             await self._start_ami()
@@ -118,6 +128,8 @@ class Controller:
             asyncio.create_task(self.meter.run(self._stop), name="meter"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
             asyncio.create_task(self._reaper(), name="reaper"),
+            asyncio.create_task(self._adopter(), name="adopter"),
+            asyncio.create_task(self._settler(), name="settler"),
         ]
         if self.run_sync:
             self._start_sync()
@@ -165,6 +177,7 @@ class Controller:
         self.ami.on_event("Hangup", self._on_ami_hangup)
         self.ami.on_event("HangupRequest", self._on_caller_hangup_request)
         self.ami.on_event("SoftHangupRequest", self._on_caller_hangup_request)
+        self.ami.on_event("DialBegin", self._on_dial_begin)
         try:
             await self.ami.connect()
         except Exception as exc:
@@ -195,19 +208,35 @@ class Controller:
             with contextlib.suppress(Exception):
                 await settle_call(self.ctx, call_id, self.clock.now(), "ami_hangup")
 
+    def _on_dial_begin(self, msg: Any) -> None:
+        """Remember the recipient's leg of a call this process dials (to hang it up with the caller)."""
+        assert self.ctx is not None
+        caller = msg.get("Channel", "")
+        if caller in self.ctx.dialling and msg.get("DestChannel"):
+            self.ctx.dial_legs[caller] = msg["DestChannel"]
+
     async def _on_caller_hangup_request(self, msg: Any) -> None:
         """The caller's channel is going down while its inmate session waits in EXEC Dial.
 
         Asterisk tells that AGI only when Dial returns, and Dial first runs the recipient's screening
         to its end: fix the call's end now (first writer wins), so that a recipient who presses 1
         afterwards is neither connected nor billed (acceptance of an ended call is refused), and stop
-        metering a call that is over."""
+        metering a call that is over. Then hang up the recipient's leg: a recipient still in screening
+        would otherwise hear the announcement out (up to three times) for a caller who has gone."""
         assert self.ctx is not None and self.store is not None and self.meter is not None
-        call_id = self.ctx.dialling.get(msg.get("Channel", ""))
+        caller = msg.get("Channel", "")
+        call_id = self.ctx.dialling.get(caller)
         if call_id:
             self.meter.stop(call_id)
-            with contextlib.suppress(Exception):
-                await self.store.finish(call_id, self.clock.now(), "caller_hangup")
+            now = self.clock.now()
+            try:
+                await self.store.finish(call_id, now, "caller_hangup")
+            except Exception:      # Redis down: the session's settlement takes this end from memory
+                self.ctx.unsettled.setdefault(call_id, Ended(now, "caller_hangup"))
+            leg = self.ctx.dial_legs.pop(caller, None)
+            if leg and self.ami is not None:
+                with contextlib.suppress(Exception):     # already gone, or AMI down: Dial ends it later
+                    await self.ami.hangup(leg)
 
     async def _funds_gone(self, call: MeteredCall, exc: BaseException) -> None:
         """A capture was refused (account frozen, funds withdrawn): end the call, settle what was used."""
@@ -235,19 +264,44 @@ class Controller:
 
     async def _heartbeat(self) -> None:
         while not self._stop.is_set():
-            await asyncio.sleep(HEARTBEAT_TTL / 3)
-            with contextlib.suppress(Exception):
+            try:
                 await self._heartbeat_once()
+                await asyncio.sleep(HEARTBEAT_TTL / 3)
+            except Exception:
+                await asyncio.sleep(HEARTBEAT_RETRY)
 
     async def _reaper(self) -> None:
-        """Last resort: void holds whose lease ran out, and settle calls nobody is left to settle."""
+        """Last resort: void holds whose lease ran out."""
         while not self._stop.is_set():
             await self.clock.sleep(self.reap_interval)
             try:
                 await self.ledger.reap_expired()
-                await self.recover(stale_only=True)
             except Exception as exc:
                 log.warning("reaper_failed", error=type(exc).__name__)
+
+    async def _adopter(self) -> None:
+        """Adopt the calls of instances whose heartbeat is gone (and settle our own lost ones)."""
+        while not self._stop.is_set():
+            await asyncio.sleep(self.adopt_interval)
+            try:
+                await self.recover()
+            except Exception as exc:
+                log.warning("recovery_failed", error=type(exc).__name__)
+
+    async def _settler(self) -> None:
+        """Settle, as soon as Redis answers again, the calls whose settlement failed while it was down."""
+        assert self.ctx is not None and self.store is not None
+        while not self._stop.is_set():
+            await asyncio.sleep(SETTLE_RETRY)
+            if not self.ctx.unsettled:
+                continue
+            try:
+                await self.store.r.ping()
+            except Exception:
+                continue
+            waiting = len(self.ctx.unsettled)
+            settled = await retry_unsettled(self.ctx)
+            log.info("settlements_retried", waiting=waiting, settled=settled, left=len(self.ctx.unsettled))
 
     def _start_sync(self) -> None:
         from ledger.sql import migrate
@@ -273,54 +327,107 @@ class Controller:
             return False
         return bool(await self.store.r.exists(HEARTBEAT_KEY.format(instance)))
 
-    async def recover(self, *, stale_only: bool = False) -> dict[str, int]:
-        """Find unsettled calls whose controller is gone: meter those still up, settle the others.
+    async def _redis_just_restarted(self) -> bool:
+        """Redis restarted moments ago (since we first saw it): a live instance may not have renewed yet
+        a heartbeat lost with it, so its calls are not adopted until every heartbeat has had its turn."""
+        assert self.store is not None
+        info = await self.store.r.info("server")
+        run_id = str(info.get("run_id", ""))
+        if self._redis_run_id not in (None, run_id):
+            log.warning("redis_restart_seen", uptime=info.get("uptime_in_seconds"))
+            self._redis_restarted = True
+        self._redis_run_id = run_id
+        return self._redis_restarted and int(info.get("uptime_in_seconds", 0)) < HEARTBEAT_TTL / 3 + 2
 
-        With AMI, CoreShowChannels says which caller channels are still up. Without it, only calls
-        whose lease has run out are settled (they cannot still be running: the lease exceeds the
-        L() limit plus ringing and screening).
+    def _watched(self, call_id: str) -> bool:
+        """A call this process is running, metering, settling or watching (adopted)."""
+        assert self.ctx is not None and self.meter is not None
+        return (call_id in self.ctx.sessions or call_id in self.meter.calls or call_id in self.ctx.unsettled
+                or call_id in self._adopted)
+
+    async def recover(self) -> dict[str, int]:
+        """Finish the unsettled calls nobody else will: adopt those of instances whose heartbeat is gone
+        (one claim in Redis each, so exactly one survivor adopts a call), and settle our own calls whose
+        session is over but whose settlement was lost.
+
+        An adopted call whose end is stored is settled at it. With AMI, CoreShowChannels tells which of
+        the others are still up: those are metered on from the captured increment (never past the hold:
+        Dial's L() ends the call there) and settled on their AMI Hangup or hangup AGI; the others are
+        settled at the increments captured. Without AMI, a call whose lease has run out is settled that
+        way and any other is metered on until its hangup AGI, which any instance may receive.
         """
         assert self.store is not None and self.ctx is not None and self.meter is not None
-        counts = {"resumed": 0, "settled": 0, "skipped": 0}
+        counts = {"adopted": 0, "settled": 0, "skipped": 0}
         live = await self.store.live_calls()
-        if not live:
+        self._adopted &= {call_id for call_id, _ in live}
+        todo = [(call_id, lease) for call_id, lease in live if not self._watched(call_id)]
+        if not todo:
             return counts
+        restarted = await self._redis_just_restarted()
+        states = await asyncio.gather(*(self.store.get(call_id) for call_id, _ in todo))
+        orphans: list[tuple[CallState, float]] = []
+        alive: dict[str, bool] = {}
+        for (call_id, lease), state in zip(todo, states, strict=True):
+            if state is None or state.settled:       # settled: its removal from the index was lost
+                await self.store.r.zrem("apc:calls:live", call_id)
+                continue
+            if self._watched(call_id):
+                continue
+            if state.instance == self.instance and state.created_at >= self._started_at:
+                # Ours, and its session is over (a session lasts as long as its call): the settlement
+                # was lost (e.g. with the tail of Redis' AOF), so the call is over.
+                await self._settle_ended(state, "resettled")
+                counts["settled"] += 1
+                continue
+            if state.instance not in alive:
+                alive[state.instance] = await self._alive(state.instance)
+            if restarted or alive[state.instance]:
+                counts["skipped"] += 1
+                continue
+            if not await self.store.claim(call_id, state.instance, self.instance):
+                counts["skipped"] += 1               # another instance adopted it first
+                continue
+            log.info("call_adopted", call_id=call_id, owner=state.instance)
+            counts["adopted"] += 1
+            orphans.append((state, lease))
         channels: set[str] | None = None
-        if self.ami is not None and self.ami.connected and not stale_only:
+        if self.ami is not None and self.ami.connected and any(not s.ended_at for s, _ in orphans):
             try:
                 channels = {ev.get("Channel", "") for ev in await self.ami.core_show_channels()}
             except Exception as exc:
                 log.warning("recovery_no_channel_list", error=type(exc).__name__)
         now = self.clock.now()
-        for call_id, lease_expires in live:
-            if call_id in self.ctx.sessions or call_id in self.meter.calls:
-                continue
-            state = await self.store.get(call_id)
-            if state is None:
-                await self.store.r.zrem("apc:calls:live", call_id)
-                continue
-            if state.settled or await self._alive(state.instance):
-                counts["skipped"] += 1
-                continue
-            if stale_only or channels is None:
-                if lease_expires < now:
-                    await self._settle_lost(state)
-                    counts["settled"] += 1
-                continue
-            if state.caller_channel in channels:
-                self.ctx.orphans[state.caller_channel] = call_id
-                if state.accepted_at and not state.ended_at:
-                    quote = self.ctx.quote_for(state)
-                    self.meter.start(MeteredCall(call_id, state.account, state.accepted_at, state.increment,
-                                                 quote.increment_charge, state.hold_amount,
-                                                 state.captured_k, state.captured))
-                counts["resumed"] += 1
-            else:
-                await self._settle_lost(state)
+        for state, lease in orphans:
+            if state.ended_at or (channels is not None and state.caller_channel not in channels) or (
+                    channels is None and lease < now):
+                await self._settle_ended(state, "adopted")
                 counts["settled"] += 1
+            else:
+                self._watch(state)
         if any(counts.values()):
             log.info("recovery", **counts)
         return counts
+
+    def _watch(self, state: CallState) -> None:
+        """Meter an adopted call that is still up until its AMI Hangup or hangup AGI settles it."""
+        assert self.ctx is not None and self.meter is not None
+        self._adopted.add(state.call_id)
+        if state.caller_channel:
+            self.ctx.orphans[state.caller_channel] = state.call_id
+        if state.accepted_at:
+            quote = self.ctx.quote_for(state)
+            self.meter.start(MeteredCall(state.call_id, state.account, state.accepted_at, state.increment,
+                                         quote.increment_charge, state.hold_amount, state.captured_k,
+                                         state.captured))
+
+    async def _settle_ended(self, state: CallState, reason: str) -> None:
+        """Settle a call that is over: at its stored end, else at the increments captured."""
+        assert self.ctx is not None
+        if not state.ended_at:
+            await self._settle_lost(state)
+            return
+        with contextlib.suppress(Exception):
+            await settle_call(self.ctx, state.call_id, state.ended_at, reason)
 
     async def _settle_lost(self, state: CallState) -> None:
         """The call ended while no controller watched it: its end is unknown, so charge no more than

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, or_, select
 from ledger.journal import ACCOUNT_OPS, Entry, decode
 from ledger.keys import Keys, account_id_for, partition_of
 from ledger.redisclient import SyncRedis
-from ledger.sql import accounts, holds, journal, number_blocks
+from ledger.sql import accounts, call_records, holds, journal, number_blocks
 
 CHUNK = 1000
 
@@ -220,3 +220,34 @@ def rebuild(r: SyncRedis, engine: Engine, partitions: int, ttl: int, *, force: b
             if "BUSYGROUP" not in str(exc):
                 raise
     return counts
+
+
+@dataclass(frozen=True)
+class CallCharges:
+    """What call holds took from families (resolved holds only) against what call records charge."""
+
+    captured: int
+    recorded: int
+    unexplained: list[str]
+
+
+def call_charges(engine: Engine) -> CallCharges:
+    """Compare, per call, the money its resolved hold posted with its call record's amount (SQL).
+
+    A call's hold id is its call id. A pending hold belongs to a call still running; a resolved one
+    whose captures no call record matches is money taken that no record explains."""
+    with engine.connect() as conn:
+        held = {row[0]: row[1] for row in conn.execute(
+            select(holds.c.hold_id, holds.c.captured, holds.c.meta).where(holds.c.status != "pending"))
+            if '"kind":"call"' in (row[2] or "").replace(" ", "") or row[2] in (None, "", "{}")}
+        records = dict(conn.execute(select(call_records.c.call_id, call_records.c.amount)).all())
+    unexplained: list[str] = []
+    for call_id in sorted(held.keys() | {c for c, amount in records.items() if amount}):
+        taken, charged = held.get(call_id, 0), records.get(call_id)
+        if charged is None:
+            if not taken:
+                continue        # a hold released whole (the call never dialled): no money to explain
+            unexplained.append(f"call {call_id}: its hold posted {taken} c and it has no call record")
+        elif taken != charged:
+            unexplained.append(f"call {call_id}: its hold posted {taken} c, its call record says {charged} c")
+    return CallCharges(sum(held.values()), sum(records.values()), unexplained)

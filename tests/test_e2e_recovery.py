@@ -131,3 +131,71 @@ def test_frozen_account_mid_call_is_cut_through_ami(tmp_path: Path, redis_url: s
             assert info is not None and info.status == "settled" and info.captured == rec["amount"]
             assert (await h.ledger.balance(account)).posted == 500 - rec["amount"]
     asyncio.run(go())
+
+
+def test_a_survivor_adopts_an_orphaned_call_once_the_owners_heartbeat_is_gone(tmp_path: Path,
+                                                                             redis_url: str) -> None:
+    # Issue #9 item 4: b and c start while the dead a's heartbeat is still fresh, so neither takes its
+    # call at start-up; once the heartbeat is gone, exactly one of them adopts it (a claim in Redis),
+    # captures the increments that fall due, and the call is settled once at its end.
+    from callcontrol.commands import _free_port
+
+    async def go() -> None:
+        async with running(tmp_path, redis_url, instance="ctl-a") as h:
+            account = await seed(h.ledger, MARIA, 500)
+            task = h.sim.start_call("FAC-07", "0701", extension="0701", handset=handset("3125551234"),
+                                    recipient=Recipient(MARIA, keys="1", talk=400))
+            a = h.controller
+            for _ in range(1000):
+                if a.meter.captures >= 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert a.meter.captures >= 1
+            heartbeat = HEARTBEAT_KEY.format(a.instance)
+            assert a.store is not None
+            ttl = await a.store.r.ttl(heartbeat)
+            await _crash(a)
+            await a.store.r.set(heartbeat, "1", ex=ttl)      # as a crash leaves it: still fresh
+            records: list[dict] = []
+            survivors = [
+                Controller(replace(a.settings), redis_url=redis_url, clock=h.stack.clock, instance=name,
+                           run_sync=False, names_dir=str(tmp_path / "names"), adopt_interval=0.05,
+                           agi_bind=bind)
+                for name, bind in (("ctl-b", None), ("ctl-c", f"127.0.0.1:{_free_port()}"))]
+            try:
+                for s in survivors:
+                    await s.start()
+                    assert s.ctx is not None
+                    s.ctx.on_record = records.append
+                await asyncio.sleep(0.2)
+                assert [len(s.meter.calls) for s in survivors] == [0, 0]   # a still looks alive
+                await a.store.r.delete(heartbeat)                          # its TTL ran out
+                for _ in range(200):
+                    if any(s.meter.calls for s in survivors):
+                        break
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.2)
+                adopters = [s for s in survivors if s._adopted]
+                assert len(adopters) == 1 and len(adopters[0].meter.calls) == 1
+                state = await a.store.get(next(iter(adopters[0]._adopted)))
+                assert state is not None and state.instance == adopters[0].instance
+                result = await task
+                assert result.last_dial is not None and result.last_dial.bridge_start is not None
+                for _ in range(500):
+                    if records:
+                        break
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.2)
+                assert adopters[0].meter.captures >= 1       # it metered the minutes that fell due
+                assert len(records) == 1
+                rec = records[0]
+                assert rec["outcome"] == "completed" and 400 <= rec["billed_seconds"] <= 415
+                quote = load_catalog(REPO_ROOT / "facility_data").quote(FAC, MARIA, datetime.now(UTC))
+                assert rec["amount"] == quote.cost(rec["billed_seconds"])
+                info = await h.ledger.hold_info(account, rec["call_id"])
+                assert info is not None and info.status == "settled" and info.captured == rec["amount"]
+                assert (await h.ledger.balance(account)).posted == 500 - rec["amount"]
+            finally:
+                for s in survivors:
+                    await s.stop()
+    asyncio.run(go())

@@ -4,12 +4,18 @@ Called by the inmate flow when Dial returns, by the dialplan's hangup handler (`
 on any instance), by the AMI watchdog and by start-up recovery. Every step is idempotent: the end time is
 first-writer-wins in call state, so every instance computes the same total, and the ledger op ids derive
 from the call id (`<call>:settle`, `<call>:void`, `<call>:record`), so a second settlement replays.
+
+A settlement that fails (Redis down) keeps the end it was given in `ctx.unsettled`, in process memory,
+and `retry_unsettled` settles it with that end once Redis answers: the family pays for the time Asterisk
+reported, not for the outage. If this process dies too, that end is lost: another instance adopts the
+call (controller.recover) and settles it at the increments captured, or on its lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -47,8 +53,20 @@ async def _ledger_retry(call: Any, *args: Any, **kwargs: Any) -> Any:
     return None
 
 
-async def record(ctx: FlowContext, call_id: str, fields: dict[str, Any]) -> None:
-    """Write one attempt's call record (idempotent by call id); a failure is logged, never raised."""
+@dataclass(frozen=True)
+class Ended:
+    """The end of a call as first learnt, kept until its settlement is stored."""
+
+    at: float
+    reason: str
+    dial_status: str | None = None
+    dial_ended: float | None = None
+    void_account: str = ""        # a hold no call will use (the call never dialled): void it
+
+
+async def record(ctx: FlowContext, call_id: str, fields: dict[str, Any], *, strict: bool = False) -> None:
+    """Write one attempt's call record (idempotent by call id); a failure is logged, and raised when
+    `strict` and the ledger was unreachable (a settlement is not done until its record is written)."""
     base: dict[str, Any] = {
         "call_id": call_id, "account_id": "", "facility_id": "", "inmate_id": "", "dialled": "",
         "number_e164": "", "call_class": "", "outcome": "", "reason": "", "started_at": "",
@@ -63,6 +81,8 @@ async def record(ctx: FlowContext, call_id: str, fields: dict[str, Any]) -> None
     except Exception as exc:
         if type(exc).__name__ == "IdConflict":
             return      # recorded already by another path with its own view of the outcome
+        if strict and type(exc).__name__ == "LedgerUnavailable":
+            raise
         log.error("call_record_failed", call_id=call_id, error=type(exc).__name__, detail=str(exc)[:200])
 
 
@@ -110,13 +130,29 @@ async def settle_call(ctx: FlowContext, call_id: str, ended_at: float, reason: s
                       verdict: DialVerdict | None = None, dial_status: str | None = None,
                       dial_ended: float | None = None) -> tuple[CallState, DialVerdict] | None:
     """Resolve the call's hold and write its record, once. Returns (final state, verdict) or None when
-    the call is unknown. Raises only when the ledger cannot be reached (the call stays in the live index
-    for the next attempt: hangup handler, recovery, or the hold's lease). At most SETTLE_CONCURRENCY
-    settlements run at once (all calls ending together take turns); metering stops before the wait.
+    the call is unknown. Raises only when the ledger cannot be reached: the end stays in
+    `ctx.unsettled` for `retry_unsettled` (and the call in the live index for the hangup handler,
+    adoption, or the hold's lease). At most SETTLE_CONCURRENCY settlements run at once (all calls
+    ending together take turns); metering stops before the wait.
 
     With `dial_status` (the inmate flow, Dial returned at `dial_ended`) the verdict is taken from the
     state the end was fixed on, which saves a separate read."""
     ctx.meter.stop(call_id)      # at once: no increment is captured while the settlement waits its turn
+    first = ctx.unsettled.get(call_id)
+    if first is not None:        # an earlier attempt failed: the end learnt then stands
+        ended_at, reason = first.at, first.reason
+        dial_status, dial_ended = dial_status or first.dial_status, dial_ended or first.dial_ended
+    try:
+        result = await _settle(ctx, call_id, ended_at, reason, verdict, dial_status, dial_ended)
+    except BaseException:
+        ctx.unsettled[call_id] = Ended(ended_at, reason, dial_status, dial_ended)
+        raise
+    ctx.unsettled.pop(call_id, None)
+    return result
+
+
+async def _settle(ctx: FlowContext, call_id: str, ended_at: float, reason: str, verdict: DialVerdict | None,
+                  dial_status: str | None, dial_ended: float | None) -> tuple[CallState, DialVerdict] | None:
     try:
         # The call's lock before a slot, so that no slot is held waiting for a lock.
         async with ctx.lock(call_id), ctx.settling:
@@ -141,7 +177,7 @@ async def settle_call(ctx: FlowContext, call_id: str, ended_at: float, reason: s
                 "accepted_at": iso(state.accepted_at), "ended_at": iso(state.ended_at),
                 "billed_seconds": billed, "amount": amount, "recorded": state.recorded,
                 "privileged": state.privileged,
-            })
+            }, strict=True)
             await ctx.store.mark_settled(call_id, amount, str(verdict.outcome))
             state.settled, state.settled_total, state.outcome = True, amount, str(verdict.outcome)
             log.info("call_settled", call_id=call_id, outcome=str(verdict.outcome), billed_seconds=billed,
@@ -153,6 +189,43 @@ async def settle_call(ctx: FlowContext, call_id: str, ended_at: float, reason: s
             return state, verdict
     finally:
         ctx.release_lock(call_id)    # once released (inside the block it was held, and never dropped)
+
+
+async def _void_unused(ctx: FlowContext, call_id: str, account: str) -> None:
+    # Its own op id: the settlement's `<call>:void` (reason not_accepted) then finds the hold resolved
+    # (HoldNotPending) rather than the same id with another payload.
+    try:
+        await ctx.ledger.void(f"{call_id}:void-unused", account, call_id, reason="not_dialled")
+    except Exception as exc:
+        if type(exc).__name__ not in ("HoldNotPending", "UnknownHold"):   # UnknownHold: never taken
+            raise
+
+
+async def release_unused(ctx: FlowContext, call_id: str, account: str) -> None:
+    """Void the hold of a call that will not dial (or whose hold's outcome is unknown); while Redis
+    cannot answer, `retry_unsettled` voids it once it does."""
+    try:
+        await _void_unused(ctx, call_id, account)
+    except Exception as exc:
+        log.warning("void_failed", call_id=call_id, error=type(exc).__name__)
+        ctx.unsettled.setdefault(call_id, Ended(ctx.clock.now(), "not_dialled", void_account=account))
+
+
+async def _retry(ctx: FlowContext, call_id: str, end: Ended) -> None:
+    if end.void_account:
+        await _void_unused(ctx, call_id, end.void_account)
+        ctx.unsettled.pop(call_id, None)
+        return
+    await settle_call(ctx, call_id, end.at, end.reason, dial_status=end.dial_status,
+                      dial_ended=end.dial_ended)
+
+
+async def retry_unsettled(ctx: FlowContext) -> int:
+    """Settle the calls whose settlement failed, each at the end learnt then, and void the holds no call
+    will use; returns how many were done. A call whose inmate session still runs is left to it."""
+    due = [(cid, end) for cid, end in ctx.unsettled.items() if cid not in ctx.sessions]
+    results = await asyncio.gather(*(_retry(ctx, cid, end) for cid, end in due), return_exceptions=True)
+    return sum(1 for r in results if not isinstance(r, BaseException))
 
 
 async def hangup_route(ctx: FlowContext, ch: Any) -> None:

@@ -22,7 +22,7 @@ from callcontrol.asterisk.agi import AGIError, AGIHangup, fits_one_app
 from callcontrol.call_state import CallState
 from callcontrol.decisions import Denial, DialVerdict, Outcome
 from callcontrol.flows.context import FlowContext, iso, new_call_id
-from callcontrol.flows.hangup import record, settle_call
+from callcontrol.flows.hangup import record, release_unused, settle_call
 from callcontrol.policy import Inmate
 from ledger import Balance, UnknownAccount
 from ledger.keys import account_id_for
@@ -250,6 +250,8 @@ async def _dial_number(ctx: FlowContext, ch: Any, att: Attempt, inmate: Inmate, 
     except Exception as exc:
         if type(exc).__name__ in ("InsufficientFunds", "AccountNotActive", "UnknownAccount"):
             raise Denied(decisions.INSUFFICIENT_FUNDS) from None
+        if type(exc).__name__ == "LedgerUnavailable" and not getattr(exc, "not_applied", False):
+            await _release_unused(ctx, att)     # the hold may have been taken: nothing will use it
         raise
     att.held = True
     state = CallState(
@@ -272,12 +274,7 @@ async def _dial_number(ctx: FlowContext, ch: Any, att: Attempt, inmate: Inmate, 
 
 
 async def _release_unused(ctx: FlowContext, att: Attempt) -> None:
-    try:
-        # Its own op id: the settlement's `<call>:void` (reason not_accepted) then finds the hold resolved
-        # (HoldNotPending) rather than the same id with another payload.
-        await ctx.ledger.void(f"{att.call_id}:void-unused", att.account, att.call_id, reason="not_dialled")
-    except Exception as exc:
-        log.warning("void_failed", call_id=att.call_id, error=type(exc).__name__)  # lease will expire
+    await release_unused(ctx, att.call_id, att.account)
 
 
 async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bound: Any) -> None:
