@@ -17,6 +17,10 @@ from ledger.errors import (
     UnknownAccount,
     UnknownHold,
 )
+from ledger.keys import account_id_for
+from ledger.scripts import Script
+from ledger.scripts import make as make_script
+from ledger.transport import Transport
 from ledger.types import Balance, HoldState
 
 __all__ = [
@@ -35,6 +39,10 @@ __all__ = [
     "LedgerError",
     "LedgerInternal",
     "LedgerUnavailable",
+    "Script",
+    "Transport",
     "UnknownAccount",
     "UnknownHold",
+    "account_id_for",
+    "make_script",
 ]

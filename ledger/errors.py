@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class LedgerError(Exception):
-    """Base of every refusal; nothing changed when one is raised (except LedgerUnavailable: unknown)."""
+    """Base of every refusal; nothing changed when one is raised (except LedgerUnavailable: unknown).
+
+    `transient` says whether the same request may succeed later unchanged (Redis back): callers retry
+    by class, never by name, so renaming an error cannot change what is retried."""
 
     code: str = "ledger_error"
+    transient: ClassVar[bool] = False
 
     def __init__(self, message: str = "", *, code: str | None = None) -> None:
         super().__init__(message or self.code)
@@ -73,6 +79,7 @@ class LedgerUnavailable(LedgerError):
     operation is certainly not done (a payment may then be released at once)."""
 
     code = "ledger_unavailable"
+    transient = True
 
     def __init__(self, message: str = "", *, code: str | None = None, not_applied: bool = False) -> None:
         super().__init__(message, code=code)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import structlog
 
+from ledger import LedgerError, LedgerUnavailable
 from payments.gateway import GatewayError, IdempotencyConflict, PaymentError, PaymentGateway
 
 log = structlog.get_logger("payments.saga")
@@ -47,13 +48,13 @@ class DepositOutcome:
 
 
 def _transient(exc: BaseException) -> bool:
-    return type(exc).__name__ == "LedgerUnavailable" or isinstance(exc, ConnectionError | OSError
-                                                                   | TimeoutError)
+    return (isinstance(exc, LedgerError) and exc.transient) or isinstance(exc, ConnectionError | OSError
+                                                                          | TimeoutError)
 
 
 def _not_sent(exc: BaseException) -> bool:
     """This attempt certainly did not post: the ledger never ran it (LedgerUnavailable.not_applied)."""
-    return bool(getattr(exc, "not_applied", False))
+    return isinstance(exc, LedgerUnavailable) and exc.not_applied
 
 
 async def _retry(what: Callable[[], Any], tries: int, backoff: float,
