@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.dial_timing import time_dial
 from callcontrol.platform.runtime import raise_fd_limit
 
 FAC = "FAC-07"
@@ -116,7 +117,7 @@ async def _soak(redis_url: str, tmp: Path, n: int, reply_timeout: int) -> None:
     await stack.start()
     ctl = stack.controller
     setups: list[float] = []
-    ctl.ctx.on_dial = setups.append
+    ctl.agi.routes["inmate-call"] = time_dial(ctl.agi.routes["inmate-call"], setups.append)
     ledger = await Ledger.connect(redis_url)
     try:
         account = await ledger.open_account("soak-open", FAC, NUMBER, owner="bench")

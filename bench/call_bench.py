@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.dial_timing import time_dial
 from callcontrol.platform.runtime import raise_fd_limit, tune_gc
 
 N_ACCOUNTS = 2000
@@ -237,8 +238,8 @@ async def _bench(redis_url: str, tmp: Path, hold_calls: int, seconds: float) -> 
     await _seed(ledger)
     _one_off_costs(ctl, clock)
     latencies: list[float] = []
-    assert ctl.ctx is not None
-    ctl.ctx.on_dial = latencies.append
+    assert ctl.ctx is not None and ctl.agi is not None
+    ctl.agi.routes["inmate-call"] = time_dial(ctl.agi.routes["inmate-call"], latencies.append)
 
     nprocs = max(1, int(os.environ.get("CALL_BENCH_SIM_PROCS", "2")))
     pipes = [mp.Pipe() for _ in range(nprocs)]

@@ -15,17 +15,17 @@ import asyncio
 import heapq
 import itertools
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from callcontrol import decisions
+from callcontrol import billing, decisions
+
+if TYPE_CHECKING:
+    from callcontrol.flows.ports import ClockPort, LedgerPort, Store
 
 log = structlog.get_logger("callcontrol.metering")
 
-# Ledger error class names (matched by name so this module does not import the ledger package).
-GONE = {"HoldNotPending", "UnknownHold"}                       # settled/voided elsewhere: stop quietly
-REFUSED = {"InsufficientFunds", "AccountNotActive", "ExceedsHold", "UnknownAccount", "BadAmount"}
 RETRY_SECONDS = 2.0
 
 
@@ -60,7 +60,7 @@ class MeteredCall:
 class Meter:
     """Schedules and runs captures for the calls started on it, until stopped or refused."""
 
-    def __init__(self, ledger: Any, store: Any, clock: Any,
+    def __init__(self, ledger: LedgerPort, store: Store, clock: ClockPort,
                  on_refused: Callable[[MeteredCall, BaseException], Awaitable[None]] | None = None,
                  concurrency: int = 128) -> None:
         self.ledger = ledger
@@ -133,20 +133,19 @@ class Meter:
             if call.stopped:
                 return
             try:
-                await self.ledger.capture(f"{call.call_id}:cap:{k}", call.account, call.call_id, amount)
+                await billing.capture(self.ledger, call.call_id, call.account, k, amount)
+            except billing.HOLD_GONE:         # settled or voided elsewhere: stop quietly
+                self.stop(call.call_id)
+                return
+            except billing.CAPTURE_REFUSED as exc:
+                self.refusals += 1
+                log.warning("capture_refused", call_id=call.call_id, k=k, error=type(exc).__name__)
+                self.stop(call.call_id)
+                if self.on_refused is not None:
+                    await self.on_refused(call, exc)
+                return
             except Exception as exc:
-                name = type(exc).__name__
-                if name in GONE:
-                    self.stop(call.call_id)
-                    return
-                if name in REFUSED:
-                    self.refusals += 1
-                    log.warning("capture_refused", call_id=call.call_id, k=k, error=name)
-                    self.stop(call.call_id)
-                    if self.on_refused is not None:
-                        await self.on_refused(call, exc)
-                    return
-                log.warning("capture_retry", call_id=call.call_id, k=k, error=name)
+                log.warning("capture_retry", call_id=call.call_id, k=k, error=type(exc).__name__)
                 heapq.heappush(self._heap, (self.clock.now() + RETRY_SECONDS, next(self._seq), call.call_id))
                 self._wake.set()
                 return

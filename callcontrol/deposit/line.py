@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from callcontrol import decisions
+from callcontrol import billing, decisions
 from callcontrol.asterisk.agi import AGIError, AGIHangup
 from callcontrol.deposit.entry import (
     DepositLimits,
@@ -38,12 +38,13 @@ from callcontrol.deposit.entry import (
     spoken_number,
 )
 from callcontrol.flows.context import FlowContext
-from ledger.keys import account_id_for
+from callcontrol.flows.ports import Channel
 from payments.cards import CARD_MAX_DIGITS, card_number_ok, cvv_ok, expiry_problem
 from payments.gateway import PaymentGateway
 from payments.saga import LEDGER_SETTLE_SECONDS, DepositOrder, DepositOutcome, charge
 from payments.sandbox import SandboxGateway
 from payments.trail import DepositTrail
+from rating import NumberRefused
 
 log = structlog.get_logger("callcontrol.deposit")
 
@@ -70,7 +71,7 @@ class EndCall(Exception):
 
 @dataclass
 class Session:
-    ch: Any
+    ch: Channel
     lang: str = "en"
     step: str = "start"
     log: Any = None
@@ -91,7 +92,7 @@ class DepositLine:
         self.settle_seconds = LEDGER_SETTLE_SECONDS
         self.charges: set[asyncio.Task[DepositOutcome]] = set()     # in flight: Controller.stop awaits
 
-    async def __call__(self, ch: Any) -> None:
+    async def __call__(self, ch: Channel) -> None:
         s = Session(ch)
         s.log = log.bind(uniqueid=ch.uniqueid, channel=ch.channel_name)
         try:
@@ -254,14 +255,11 @@ class DepositLine:
             s.facility_id = chosen
         try:
             self.ctx.catalog.classify(s.facility_id, s.e164)
-        except Exception as exc:
-            code = getattr(exc, "code", None)
-            if type(exc).__name__ != "NumberRefused" or not code:
-                raise
-            raise EndCall(f"number_{code}", decisions.number_refusal(code).prompt) from None
+        except NumberRefused as exc:
+            raise EndCall(f"number_{exc.code}", decisions.number_refusal(exc.code).prompt) from None
         account = await ledger.find_account(s.facility_id, s.e164)
         if account is None:
-            return account_id_for(s.facility_id, s.e164), True
+            return billing.account_for(s.facility_id, s.e164), True
         state = (await ledger.balance(account)).state
         if state == "frozen":
             raise EndCall("account_frozen", "deposit_account_frozen")

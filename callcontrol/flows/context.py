@@ -9,12 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from callcontrol.call_state import CallState, CallStore
-from callcontrol.metering import Meter
+from callcontrol.call_state import CallState
+from callcontrol.flows.ports import CatalogPort, ClockPort, LedgerPort, MeterPort, Speech, Store
 from callcontrol.platform.config import Settings
 from callcontrol.policy import Policy
+from rating import Quote
+
+if TYPE_CHECKING:
+    from callcontrol.asterisk.ami import AMIClient
+    from callcontrol.flows.hangup import Ended
 
 SETTLE_CONCURRENCY = 256
 
@@ -34,22 +39,20 @@ def new_call_id(now: float) -> str:
 @dataclass
 class FlowContext:
     settings: Settings
-    clock: Any
-    ledger: Any
-    catalog: Any
+    clock: ClockPort
+    ledger: LedgerPort
+    catalog: CatalogPort
     policy: Policy
-    store: CallStore
-    meter: Meter
-    speech: Any
-    ami: Any = None
+    store: Store
+    meter: MeterPort
+    speech: Speech
+    ami: AMIClient | None = None
     instance: str = ""
     names_dir: str = ""
     screening_margin: int = 120          # seconds of answer + screening allowed for in the hold's lease
     name_record_ms: int = 5000
     pin_tries: int = 3
     screen_tries: int = 3
-    # called with the seconds from env block to EXEC Dial (benchmarks); None in production
-    on_dial: Callable[[float], None] | None = None
     # called with every call record written (demo narration, tests); None in production
     on_record: Callable[[dict[str, Any]], None] | None = None
     # call_id -> done event of an inmate session running on this process
@@ -63,11 +66,11 @@ class FlowContext:
     # when the caller leaves during screening instead of hearing the whole announcement out
     dial_legs: dict[str, str] = field(default_factory=dict)
     # call id -> its end (flows.hangup.Ended), for settlements that failed (Redis down): retried with it
-    unsettled: dict[str, Any] = field(default_factory=dict)
+    unsettled: dict[str, Ended] = field(default_factory=dict)
     # settlements in progress at once: when every call ends together (a trunk failure) the rest wait
     # their turn, so each loop turn and each Redis pipeline stays small (docs/performance.md)
     settling: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SETTLE_CONCURRENCY))
-    _quotes: dict[tuple[str, str, float], Any] = field(default_factory=dict)
+    _quotes: dict[tuple[str, str, float], Quote] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, call_id: str) -> asyncio.Lock:
@@ -81,7 +84,7 @@ class FlowContext:
         if lock is not None and not lock.locked():
             del self._locks[call_id]
 
-    def quote_for(self, state: CallState) -> Any:
+    def quote_for(self, state: CallState) -> Quote:
         """The call's quote, re-derived from what was dialled and when (rating is deterministic), so an
         instance that did not authorize the call prices it exactly as the one that did."""
         key = (state.facility_id, state.dialled, state.quoted_at)
@@ -94,7 +97,7 @@ class FlowContext:
             self._quotes[key] = quote
         return quote
 
-    def remember_quote(self, state: CallState, quote: Any) -> None:
+    def remember_quote(self, state: CallState, quote: Quote) -> None:
         self._quotes[(state.facility_id, state.dialled, state.quoted_at)] = quote
 
     def forget_quote(self, state: CallState) -> None:

@@ -20,15 +20,16 @@ from typing import Any
 
 import structlog
 
-from callcontrol import decisions
+from callcontrol import billing, decisions
 from callcontrol.call_state import CallState
 from callcontrol.decisions import DialVerdict, Outcome
 from callcontrol.flows.context import FlowContext, iso
+from callcontrol.flows.ports import Channel
+from ledger import IdConflict, LedgerUnavailable
 
 log = structlog.get_logger("callcontrol.settle")
 
 CALL_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
-RETRIES = 3
 
 
 def verdict_from_state(state: CallState) -> DialVerdict:
@@ -39,18 +40,6 @@ def verdict_from_state(state: CallState) -> DialVerdict:
     if state.dial_at:
         return DialVerdict(Outcome.FAILED, None, "ended_unscreened")
     return DialVerdict(Outcome.FAILED, None, state.end_reason or "not_dialled")
-
-
-async def _ledger_retry(call: Any, *args: Any, **kwargs: Any) -> Any:
-    """Retry an idempotent ledger op while Redis is unreachable (same op id: a retry is a replay)."""
-    for attempt in range(RETRIES):
-        try:
-            return await call(*args, **kwargs)
-        except Exception as exc:
-            if type(exc).__name__ != "LedgerUnavailable" or attempt == RETRIES - 1:
-                raise
-            await asyncio.sleep(0.05 * (attempt + 1))
-    return None
 
 
 @dataclass(frozen=True)
@@ -75,13 +64,13 @@ async def record(ctx: FlowContext, call_id: str, fields: dict[str, Any], *, stri
     }
     base.update(fields)
     try:
-        await _ledger_retry(ctx.ledger.record_call, f"{call_id}:record", base)
+        await billing.record(ctx.ledger, call_id, base)
         if ctx.on_record is not None:
             ctx.on_record(base)
+    except IdConflict:
+        return      # recorded already by another path with its own view of the outcome
     except Exception as exc:
-        if type(exc).__name__ == "IdConflict":
-            return      # recorded already by another path with its own view of the outcome
-        if strict and type(exc).__name__ == "LedgerUnavailable":
+        if strict and isinstance(exc, LedgerUnavailable):
             raise
         log.error("call_record_failed", call_id=call_id, error=type(exc).__name__, detail=str(exc)[:200])
 
@@ -89,32 +78,23 @@ async def record(ctx: FlowContext, call_id: str, fields: dict[str, Any], *, stri
 async def _resolve_hold(ctx: FlowContext, state: CallState, ended: float) -> tuple[int, int]:
     """Settle the exact cost of the accepted seconds or void an unaccepted hold: (billed s, cents)."""
     if not state.accepted_at or state.accepted_at > ended:
-        try:
-            await _ledger_retry(ctx.ledger.void, f"{state.call_id}:void", state.account, state.call_id,
-                                reason="not_accepted")
-        except Exception as exc:
-            if type(exc).__name__ not in ("HoldNotPending", "UnknownHold"):
-                raise
+        await billing.void_unaccepted(ctx.ledger, state.call_id, state.account)
         return 0, 0
     billed = decisions.billed_seconds(state.accepted_at, ended)
     cost = int(ctx.quote_for(state).cost(billed))
     total = decisions.final_total(cost, state.captured, state.hold_amount)
     try:
-        held = await _ledger_retry(ctx.ledger.settle, f"{state.call_id}:settle", state.account,
-                                   state.call_id, total)
-        return billed, int(getattr(held, "captured", total) if held is not None else total)
-    except Exception as exc:
-        name = type(exc).__name__
-        if name not in ("ExceedsHold", "BadAmount", "HoldNotPending", "IdConflict"):
-            raise
+        held = await billing.settle(ctx.ledger, state.call_id, state.account, total)
+        return billed, held.captured
+    except billing.SETTLE_STALE:
+        pass
     # Our view of the captures was stale (another instance metered), or the hold is already resolved:
     # the ledger's own record of the hold decides.
     info = await ctx.ledger.hold_info(state.account, state.call_id)
     if info is not None and info.status == "pending":
         total = decisions.final_total(cost, info.captured, info.amount)
-        held = await _ledger_retry(ctx.ledger.settle, f"{state.call_id}:settle2", state.account,
-                                   state.call_id, total)
-        return billed, int(getattr(held, "captured", total))
+        held = await billing.settle(ctx.ledger, state.call_id, state.account, total, again=True)
+        return billed, held.captured
     return billed, int(info.captured if info is not None else total)
 
 
@@ -191,21 +171,11 @@ async def _settle(ctx: FlowContext, call_id: str, ended_at: float, reason: str, 
         ctx.release_lock(call_id)    # once released (inside the block it was held, and never dropped)
 
 
-async def _void_unused(ctx: FlowContext, call_id: str, account: str) -> None:
-    # Its own op id: the settlement's `<call>:void` (reason not_accepted) then finds the hold resolved
-    # (HoldNotPending) rather than the same id with another payload.
-    try:
-        await ctx.ledger.void(f"{call_id}:void-unused", account, call_id, reason="not_dialled")
-    except Exception as exc:
-        if type(exc).__name__ not in ("HoldNotPending", "UnknownHold"):   # UnknownHold: never taken
-            raise
-
-
 async def release_unused(ctx: FlowContext, call_id: str, account: str) -> None:
     """Void the hold of a call that will not dial (or whose hold's outcome is unknown); while Redis
     cannot answer, `retry_unsettled` voids it once it does."""
     try:
-        await _void_unused(ctx, call_id, account)
+        await billing.void_unused(ctx.ledger, call_id, account)
     except Exception as exc:
         log.warning("void_failed", call_id=call_id, error=type(exc).__name__)
         ctx.unsettled.setdefault(call_id, Ended(ctx.clock.now(), "not_dialled", void_account=account))
@@ -213,7 +183,7 @@ async def release_unused(ctx: FlowContext, call_id: str, account: str) -> None:
 
 async def _retry(ctx: FlowContext, call_id: str, end: Ended) -> None:
     if end.void_account:
-        await _void_unused(ctx, call_id, end.void_account)
+        await billing.void_unused(ctx.ledger, call_id, end.void_account)
         ctx.unsettled.pop(call_id, None)
         return
     await settle_call(ctx, call_id, end.at, end.reason, dial_status=end.dial_status,
@@ -228,7 +198,7 @@ async def retry_unsettled(ctx: FlowContext) -> int:
     return sum(1 for r in results if not isinstance(r, BaseException))
 
 
-async def hangup_route(ctx: FlowContext, ch: Any) -> None:
+async def hangup_route(ctx: FlowContext, ch: Channel) -> None:
     """`agi://…/hangup?call_id=` from the dialplan's hangup handler: settle the call if nobody has.
 
     The channel is already dead; no commands are sent. If this process still runs the call's inmate

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from callcontrol import decisions
+from callcontrol import billing, decisions
 from callcontrol.asterisk.agi import AGIError, AGIHangup, fits_one_app
 from callcontrol.call_state import CallState
 from callcontrol.decisions import Denial, DialVerdict, Outcome
 from callcontrol.flows.context import FlowContext, iso, new_call_id
 from callcontrol.flows.hangup import record, release_unused, settle_call
+from callcontrol.flows.ports import Channel
 from callcontrol.policy import Inmate
 from ledger import Balance, UnknownAccount
-from ledger.keys import account_id_for
+from rating import Facility, NumberRefused
 
 log = structlog.get_logger("callcontrol.inmate_call")
 
@@ -44,15 +44,6 @@ class Denied(Exception):
         self.denial = denial
 
 
-def _is_service_failure(exc: BaseException) -> bool:
-    """Redis/ledger/rating could not answer: fail closed."""
-    name = type(exc).__name__
-    if type(exc).__module__.startswith(("redis", "ledger")) and name not in ("BadInput", "BadId"):
-        return True
-    return name in ("LedgerUnavailable", "LedgerInternal", "RatingError", "TariffError") or isinstance(
-        exc, ConnectionError | OSError | TimeoutError) or "Redis" in name or name.endswith("ConnectionError")
-
-
 @dataclass
 class Attempt:
     """What the flow learnt so far, for the record whatever happens."""
@@ -69,7 +60,6 @@ class Attempt:
     account: str = ""
     privileged: bool = False
     held: bool = False
-    t0: float = 0.0               # perf_counter at the env block, for the authorization latency
 
     def record_fields(self, outcome: Outcome, reason: str, ended_at: float) -> dict[str, Any]:
         return {
@@ -80,7 +70,7 @@ class Attempt:
         }
 
 
-async def _play(ctx: FlowContext, ch: Any, lang: str, *ids: str) -> None:
+async def _play(ctx: FlowContext, ch: Channel, lang: str, *ids: str) -> None:
     """Play prompt ids in order, uninterrupted: one STREAM FILE, or one Playback(a&b) for several."""
     files = ctx.speech.prompts(ids, lang)
     if len(files) == 1 or not fits_one_app(files):
@@ -90,7 +80,7 @@ async def _play(ctx: FlowContext, ch: Any, lang: str, *ids: str) -> None:
         await ch.playback(*files)
 
 
-async def _language(ctx: FlowContext, ch: Any, languages: tuple[str, ...]) -> str:
+async def _language(ctx: FlowContext, ch: Channel, languages: tuple[str, ...]) -> str:
     if len(languages) <= 1:
         return languages[0] if languages else "en"
     key = await ch.stream_file(ctx.speech.prompt("choose_language", languages[0]), "12")
@@ -99,7 +89,7 @@ async def _language(ctx: FlowContext, ch: Any, languages: tuple[str, ...]) -> st
     return decisions.choose_language(languages, key)
 
 
-async def _identify(ctx: FlowContext, ch: Any, att: Attempt) -> Inmate:
+async def _identify(ctx: FlowContext, ch: Channel, att: Attempt) -> Inmate:
     """PIN entry with a lockout shared by all calls and instances (counter in Redis)."""
     fac = ctx.policy.facility(att.facility_id)
     if fac is None:
@@ -131,12 +121,11 @@ async def _identify(ctx: FlowContext, ch: Any, att: Attempt) -> Inmate:
     raise Denied(decisions.PIN_INVALID)
 
 
-async def inmate_call(ctx: FlowContext, ch: Any) -> None:
+async def inmate_call(ctx: FlowContext, ch: Channel) -> None:
     now = ctx.clock.now()
     facility_id = ch.query.get("facility") or ""
     station = ch.args[1] if len(ch.args) > 1 else (ch.args[0] if ch.args else "")
-    att = Attempt(call_id=new_call_id(now), facility_id=facility_id, station=station, started_at=now,
-                  t0=time.perf_counter())
+    att = Attempt(call_id=new_call_id(now), facility_id=facility_id, station=station, started_at=now)
     bound = log.bind(call_id=att.call_id, facility_id=facility_id, station=station)
     done = asyncio.Event()
     ctx.sessions[att.call_id] = done
@@ -147,7 +136,7 @@ async def inmate_call(ctx: FlowContext, ch: Any) -> None:
         ctx.sessions.pop(att.call_id, None)
 
 
-async def _deny(ctx: FlowContext, ch: Any, att: Attempt, denial: Denial) -> None:
+async def _deny(ctx: FlowContext, ch: Channel, att: Attempt, denial: Denial) -> None:
     await record(ctx, att.call_id, att.record_fields(denial.outcome, denial.reason, ctx.clock.now()))
     try:
         await _play(ctx, ch, att.lang, denial.prompt, "goodbye")
@@ -156,7 +145,7 @@ async def _deny(ctx: FlowContext, ch: Any, att: Attempt, denial: Denial) -> None
         pass
 
 
-async def _run(ctx: FlowContext, ch: Any, att: Attempt, bound: Any) -> None:
+async def _run(ctx: FlowContext, ch: Channel, att: Attempt, bound: Any) -> None:
     try:
         if not att.facility_id:
             att.facility_id = await ch.get_variable("FACILITY_ID") or ""
@@ -187,7 +176,7 @@ async def _run(ctx: FlowContext, ch: Any, att: Attempt, bound: Any) -> None:
         bound.info("caller_hung_up_before_dial")
         await record(ctx, att.call_id, att.record_fields(Outcome.FAILED, "caller_hangup", ctx.clock.now()))
     except Exception as exc:
-        if isinstance(exc, AGIError) or not _is_service_failure(exc):
+        if isinstance(exc, AGIError) or not billing.service_failure(exc):
             if att.held:
                 raise
             bound.exception("inmate_flow_failed")
@@ -197,7 +186,7 @@ async def _run(ctx: FlowContext, ch: Any, att: Attempt, bound: Any) -> None:
             await _deny(ctx, ch, att, decisions.SERVICE_UNAVAILABLE)
 
 
-async def _dial_number(ctx: FlowContext, ch: Any, att: Attempt, inmate: Inmate, facility: Any,
+async def _dial_number(ctx: FlowContext, ch: Channel, att: Attempt, inmate: Inmate, facility: Facility,
                        bound: Any) -> None:
     raw = await ch.get_data(ctx.speech.prompt("enter_number", att.lang), NUMBER_TIMEOUT_MS, NUMBER_MAX_DIGITS)
     digits = decisions.clean_number(raw, NUMBER_MAX_DIGITS)
@@ -207,10 +196,9 @@ async def _dial_number(ctx: FlowContext, ch: Any, att: Attempt, inmate: Inmate, 
     quoted_at = ctx.clock.now()
     try:
         quote = ctx.catalog.quote(att.facility_id, digits, at=datetime.fromtimestamp(quoted_at, tz=UTC))
+    except NumberRefused as exc:
+        raise Denied(decisions.number_refusal(exc.code)) from None
     except Exception as exc:
-        code = getattr(exc, "code", None)
-        if type(exc).__name__ == "NumberRefused" and code:
-            raise Denied(decisions.number_refusal(code)) from None
         bound.error("rating_failed", error=type(exc).__name__)
         raise Denied(decisions.SERVICE_UNAVAILABLE) from None
     dest = quote.destination
@@ -222,7 +210,7 @@ async def _dial_number(ctx: FlowContext, ch: Any, att: Attempt, inmate: Inmate, 
     att.privileged = ctx.policy.is_privileged(att.facility_id, att.e164)
     # The account id follows from facility and number, so the block and the balance are read at once
     # (one Redis round trip); an unknown account is "no account".
-    account = account_id_for(att.facility_id, att.e164)
+    account = billing.account_for(att.facility_id, att.e164)
     blocked, balance = await asyncio.gather(ctx.ledger.is_blocked(att.facility_id, att.e164),
                                             ctx.ledger.balance(account), return_exceptions=True)
     for outcome in (blocked, balance):
@@ -244,13 +232,12 @@ async def _dial_number(ctx: FlowContext, ch: Any, att: Attempt, inmate: Inmate, 
     if plan is None:
         raise Denied(decisions.INSUFFICIENT_FUNDS)
     try:
-        await ctx.ledger.hold(f"{att.call_id}:hold", account, att.call_id, plan.amount,
-                              lease_seconds=plan.lease_seconds,
-                              meta={"facility": att.facility_id, "inmate": att.inmate, "kind": "call"})
+        await billing.hold(ctx.ledger, att.call_id, account, plan.amount, lease_seconds=plan.lease_seconds,
+                           meta={"facility": att.facility_id, "inmate": att.inmate, "kind": "call"})
+    except billing.HOLD_REFUSED:
+        raise Denied(decisions.INSUFFICIENT_FUNDS) from None
     except Exception as exc:
-        if type(exc).__name__ in ("InsufficientFunds", "AccountNotActive", "UnknownAccount"):
-            raise Denied(decisions.INSUFFICIENT_FUNDS) from None
-        if type(exc).__name__ == "LedgerUnavailable" and not getattr(exc, "not_applied", False):
+        if billing.maybe_applied(exc):
             await _release_unused(ctx, att)     # the hold may have been taken: nothing will use it
         raise
     att.held = True
@@ -277,7 +264,7 @@ async def _release_unused(ctx: FlowContext, att: Attempt) -> None:
     await release_unused(ctx, att.call_id, att.account)
 
 
-async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bound: Any) -> None:
+async def _connect(ctx: FlowContext, ch: Channel, att: Attempt, state: CallState, bound: Any) -> None:
     """From the held funds to the settled call. Whatever happens here, the call is settled."""
     verdict: DialVerdict | None = None
     reason = "inmate_session"
@@ -303,8 +290,6 @@ async def _connect(ctx: FlowContext, ch: Any, att: Attempt, state: CallState, bo
         await _play(ctx, ch, att.lang, notice, "please_hold")
         args = decisions.dial_args(ctx.settings.dial_template, state.e164, ctx.settings.ring_timeout,
                                    att.call_id, state.max_seconds, state.warning_seconds)
-        if ctx.on_dial is not None:
-            ctx.on_dial(time.perf_counter() - att.t0)
         bound.info("dialling", seconds=state.max_seconds, hold=state.hold_amount, privileged=att.privileged)
         ctx.dialling[ch.channel_name] = att.call_id
         try:

@@ -11,17 +11,17 @@ after the confirmation prompt and just before the bridge, and metering begins.
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from callcontrol import decisions
+from callcontrol import billing, decisions
 from callcontrol.asterisk.agi import AGIError, AGIHangup, fits_one_app
 from callcontrol.call_state import CallState
 from callcontrol.decisions import ScreenAction, ScreenResult
 from callcontrol.flows.context import FlowContext
 from callcontrol.flows.hangup import CALL_ID_RE
+from callcontrol.flows.ports import Channel
 from callcontrol.metering import MeteredCall
+from rating import Quote
 
 log = structlog.get_logger("callcontrol.screen")
 
@@ -29,7 +29,7 @@ KEYS = "0123456789*#"
 WAIT_MS = 5000
 
 
-def announcement(ctx: FlowContext, state: CallState, quote: Any) -> list[str]:
+def announcement(ctx: FlowContext, state: CallState, quote: Quote) -> list[str]:
     """STREAM FILE names of the full screening message, in order (the recorded name among them)."""
     lang, sp = state.lang, ctx.speech
     ids_before = ["prepaid_call_from"]
@@ -44,7 +44,7 @@ def announcement(ctx: FlowContext, state: CallState, quote: Any) -> list[str]:
     return files
 
 
-async def _ask(ch: Any, files: list[str]) -> str:
+async def _ask(ch: Channel, files: list[str]) -> str:
     """Play the message, stopping at the first key; then wait a moment for one. "" is silence.
 
     One Read() plays every file in two round trips (it waits 50 ms between files for a key); a
@@ -67,7 +67,7 @@ async def _caller_gone(ctx: FlowContext, call_id: str) -> bool:
     return state is None or bool(state.ended_at)
 
 
-async def screen(ctx: FlowContext, ch: Any) -> None:
+async def screen(ctx: FlowContext, ch: Channel) -> None:
     call_id = ch.query.get("call_id") or (ch.args[0] if ch.args else "")
     known = CALL_ID_RE.fullmatch(call_id or "")
     state = await ctx.store.answered(call_id, ctx.clock.now()) if known else None
@@ -110,7 +110,7 @@ async def screen(ctx: FlowContext, ch: Any) -> None:
     bound.info("screened", result=str(result))
 
 
-async def _refuse(ctx: FlowContext, ch: Any, state: CallState, result: ScreenResult) -> None:
+async def _refuse(ctx: FlowContext, ch: Channel, state: CallState, result: ScreenResult) -> None:
     await ctx.store.update(state.call_id, screen_result=str(result))
     await _reject(ch)
     if result is not ScreenResult.CALLER_GONE:
@@ -118,7 +118,7 @@ async def _refuse(ctx: FlowContext, ch: Any, state: CallState, result: ScreenRes
         await ch.stream_file(ctx.speech.prompt(prompt, state.lang), "")
 
 
-async def _reject(ch: Any) -> None:
+async def _reject(ch: Channel) -> None:
     try:
         await ch.set_variable("SCREEN_RESULT", "REJECTED")
         await ch.set_variable("GOSUB_RESULT", "BUSY")
@@ -126,7 +126,7 @@ async def _reject(ch: Any) -> None:
         pass
 
 
-async def _accept(ctx: FlowContext, ch: Any, state: CallState) -> ScreenResult:
+async def _accept(ctx: FlowContext, ch: Channel, state: CallState) -> ScreenResult:
     """Billing starts when the bridge is at hand: after the confirmation prompt (a recipient who hangs
     up during it, or a prompt that fails, is never billed), and only if the caller is still there --
     asked before the prompt too, so a late 1 is never told "connecting"."""
@@ -147,10 +147,9 @@ async def _accept(ctx: FlowContext, ch: Any, state: CallState) -> ScreenResult:
     return ScreenResult.ACCEPTED
 
 
-async def _block(ctx: FlowContext, ch: Any, state: CallState) -> None:
+async def _block(ctx: FlowContext, ch: Channel, state: CallState) -> None:
     try:
-        await ctx.ledger.set_block(f"{state.call_id}:block", state.facility_id, state.e164, True,
-                                   source="recipient")
+        await billing.block(ctx.ledger, state.call_id, state.facility_id, state.e164)
     except Exception as exc:
         log.error("block_not_stored", call_id=state.call_id, error=type(exc).__name__)
     await ctx.store.update(state.call_id, screen_result=str(ScreenResult.BLOCKED))
