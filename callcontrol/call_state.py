@@ -11,81 +11,20 @@ Also the PIN failure counters: they live in Redis so that a lockout holds across
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from dataclasses import dataclass, fields
+from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from ledger.scripts import Script
-from ledger.transport import Transport
+from ledger import Script, Transport, make_script
 
 CALL_KEY = "apc:call:{}"
 LIVE_KEY = "apc:calls:live"
 PINFAIL_KEY = "apc:pinfail:{}:{}"
+HEARTBEAT_KEY = "apc:instance:{}"
 STATE_TTL_SLACK = 7 * 24 * 3600      # keep a settled call's state a week for support and replays
 FIRST_WRITE = ("accepted_at", "ended_at", "end_reason")   # absent until set once (HSETNX)
-
-# Raise captured_k/captured only forward: two instances metering one call never move it back.
-_CAPTURE_LUA = """
-local k = tonumber(ARGV[1])
-local cur = tonumber(redis.call('HGET', KEYS[1], 'captured_k') or '0')
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if k > cur then
-  redis.call('HSET', KEYS[1], 'captured_k', ARGV[1], 'captured', ARGV[2])
-  return k
-end
-return cur
-"""
-
-# Acceptance counts only while the call has not ended (a caller who hangs up during screening is
-# never billed), and only once.
-_ACCEPT_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-if redis.call('HEXISTS', KEYS[1], 'ended_at') == 1 then return false end
-redis.call('HSETNX', KEYS[1], 'accepted_at', ARGV[1])
-redis.call('HSET', KEYS[1], 'screen_result', 'accepted')
-return redis.call('HGET', KEYS[1], 'accepted_at')
-"""
-
-# The end of a call, fixed once (first writer wins): the state as it stands after, or false when the
-# call is unknown (nothing is created then).
-_FINISH_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('HSETNX', KEYS[1], 'ended_at', ARGV[1])
-redis.call('HSETNX', KEYS[1], 'end_reason', ARGV[2])
-return redis.call('HGETALL', KEYS[1])
-"""
-
-# The recipient answered: read the call and, while it is neither ended nor settled, store answered_at.
-_ANSWERED_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local raw = redis.call('HGETALL', KEYS[1])
-if redis.call('HEXISTS', KEYS[1], 'ended_at') == 0 and redis.call('HGET', KEYS[1], 'settled') ~= '1' then
-  redis.call('HSET', KEYS[1], 'answered_at', ARGV[1])
-end
-return raw
-"""
-
-# Adoption of an orphaned call: the owner recorded in the call moves from ARGV[1] (whose heartbeat is
-# gone) to ARGV[2] only if nobody moved it first, so of several survivors exactly one adopts it.
-_CLAIM_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'settled') == '1' then return 0 end
-if redis.call('HGET', KEYS[1], 'instance') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'instance', ARGV[2])
-return 1
-"""
-
-_FIRST_WRITE_LUA = """
-redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('HGET', KEYS[1], ARGV[1])
-"""
-
-_PINFAIL_LUA = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
-"""
 
 
 @dataclass
@@ -160,14 +99,14 @@ class CallState:
         return cls(**kwargs)
 
 
-def _script(name: str, source: str) -> Script:
-    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+def _script(name: str) -> Script:
+    source = resources.files("callcontrol").joinpath("lua", f"callstate_{name}.lua").read_text()
+    return make_script(f"callstate_{name}", source)
 
 
-_SCRIPTS = {name: _script(f"callstate_{name}", src) for name, src in (
-    ("capture", _CAPTURE_LUA), ("accept", _ACCEPT_LUA), ("finish", _FINISH_LUA),
-    ("first_write", _FIRST_WRITE_LUA), ("pinfail", _PINFAIL_LUA), ("answered", _ANSWERED_LUA),
-    ("claim", _CLAIM_LUA))}
+# Each is one atomic step on a call's hash (callcontrol/lua/callstate_<name>.lua says what and why).
+_SCRIPTS = {name: _script(name) for name in (
+    "capture", "accept", "finish", "first_write", "pinfail", "answered", "claim")}
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -290,8 +229,32 @@ class CallStore:
         )
 
     async def live_calls(self) -> list[tuple[str, float]]:
-        rows = await self.r.zrange(LIVE_KEY, 0, -1, withscores=True)
+        rows: list[Any] = await self.r.zrange(LIVE_KEY, 0, -1, withscores=True)   # (member, score) pairs
         return [(m.decode() if isinstance(m, bytes) else m, float(s)) for m, s in rows]
+
+    async def drop_live(self, call_id: str) -> None:
+        """Take a settled call out of the live index (its removal was lost, e.g. with Redis' AOF tail)."""
+        await self.r.zrem(LIVE_KEY, call_id)
+
+    # -- controller instances ---------------------------------------------------------------------
+    async def heartbeat(self, instance: str, ttl_seconds: int) -> None:
+        await self.r.set(HEARTBEAT_KEY.format(instance), "1", ex=ttl_seconds)
+
+    async def end_heartbeat(self, instance: str) -> None:
+        await self.r.delete(HEARTBEAT_KEY.format(instance))
+
+    async def alive(self, instance: str) -> bool:
+        """Is that instance's heartbeat still there?"""
+        return bool(await self.r.exists(HEARTBEAT_KEY.format(instance)))
+
+    async def ping(self) -> None:
+        """Raises while Redis does not answer."""
+        await self.r.ping()
+
+    async def server_info(self) -> dict[str, Any]:
+        """Redis' INFO server section (run_id, uptime_in_seconds)."""
+        info: dict[str, Any] = await self.r.info("server")
+        return info
 
     # -- PIN failures -----------------------------------------------------------------------------
     async def pin_failures(self, facility_id: str, who: str) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 
 from callcontrol import speech
-from callcontrol.asterisk.agi import AGIServer
+from callcontrol.asterisk.agi import AGIServer, Handler
 from callcontrol.asterisk.agi_deadlines import Deadlines, prompt_lengths
 from callcontrol.call_state import CallState, CallStore
 from callcontrol.deposit import deposit_route
@@ -37,7 +37,6 @@ from ivr_prompts.catalog import PACKAGE_DIR as PROMPTS_DIR
 
 log = structlog.get_logger("callcontrol.controller")
 
-HEARTBEAT_KEY = "apc:instance:{}"
 HEARTBEAT_TTL = 15
 HEARTBEAT_RETRY = 1.0      # seconds between heartbeats while Redis does not answer
 SETTLE_RETRY = 0.5         # seconds between checks for Redis while settlements wait for it
@@ -109,7 +108,7 @@ class Controller:
             store=self.store, meter=self.meter, speech=speech, instance=self.instance,
             names_dir=self.names_dir or "", screening_margin=self.screening_margin,
         )
-        routes = {
+        routes: dict[str, Handler] = {
             "inmate-call": partial(inmate_call, self.ctx),
             "screen": partial(screen, self.ctx),
             "hangup": partial(hangup_route, self.ctx),
@@ -160,7 +159,7 @@ class Controller:
                 self._sync_worker.close()
         if self.store is not None:
             with contextlib.suppress(Exception):
-                await self.store.r.delete(HEARTBEAT_KEY.format(self.instance))
+                await self.store.end_heartbeat(self.instance)
             await self.store.close()
         if self.ledger is not None:
             close = getattr(self.ledger, "close", None) or getattr(self.ledger, "aclose", None)
@@ -260,7 +259,7 @@ class Controller:
     # ------------------------------------------------------------------ background
     async def _heartbeat_once(self) -> None:
         assert self.store is not None
-        await self.store.r.set(HEARTBEAT_KEY.format(self.instance), "1", ex=HEARTBEAT_TTL)
+        await self.store.heartbeat(self.instance, HEARTBEAT_TTL)
 
     async def _heartbeat(self) -> None:
         while not self._stop.is_set():
@@ -296,7 +295,7 @@ class Controller:
             if not self.ctx.unsettled:
                 continue
             try:
-                await self.store.r.ping()
+                await self.store.ping()
             except Exception:
                 continue
             waiting = len(self.ctx.unsettled)
@@ -325,13 +324,13 @@ class Controller:
         assert self.store is not None
         if not instance or instance == self.instance:
             return False
-        return bool(await self.store.r.exists(HEARTBEAT_KEY.format(instance)))
+        return await self.store.alive(instance)
 
     async def _redis_just_restarted(self) -> bool:
         """Redis restarted moments ago (since we first saw it): a live instance may not have renewed yet
         a heartbeat lost with it, so its calls are not adopted until every heartbeat has had its turn."""
         assert self.store is not None
-        info = await self.store.r.info("server")
+        info = await self.store.server_info()
         run_id = str(info.get("run_id", ""))
         if self._redis_run_id not in (None, run_id):
             log.warning("redis_restart_seen", uptime=info.get("uptime_in_seconds"))
@@ -369,7 +368,7 @@ class Controller:
         alive: dict[str, bool] = {}
         for (call_id, lease), state in zip(todo, states, strict=True):
             if state is None or state.settled:       # settled: its removal from the index was lost
-                await self.store.r.zrem("apc:calls:live", call_id)
+                await self.store.drop_live(call_id)
                 continue
             if self._watched(call_id):
                 continue

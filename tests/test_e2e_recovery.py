@@ -9,7 +9,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from callcontrol.controller import HEARTBEAT_KEY, Controller
+from callcontrol.call_state import HEARTBEAT_KEY
+from callcontrol.controller import Controller
 from callcontrol.platform.config import REPO_ROOT
 from callcontrol.platform.redis_server import EmbeddedRedis
 from callcontrol.sim import Recipient
