@@ -18,6 +18,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_SCRYPT_N = 2 ** 14
 
@@ -126,7 +127,7 @@ class Policy:
         return cls(facilities, frozenset(privileged))
 
     @staticmethod
-    def _facility(path: Path, facility_id: str, data: dict) -> FacilityPolicy:
+    def _facility(path: Path, facility_id: str, data: dict[str, Any]) -> FacilityPolicy:
         digits = int(data.get("inmate_number_digits", 4))
         inmates: dict[str, Inmate] = {}
         for number, raw in (data.get("inmates") or {}).items():

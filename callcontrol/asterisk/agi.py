@@ -550,13 +550,13 @@ class _AGIConnection(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         if not peername:     # reset before its address could be read (getpeername() failed)
             self._vanished("reset before its address could be read")
-            transport.abort()
+            self.transport.abort()
             return
         self.peer = str(peername[0])
         if not server.allow.allows(self.peer):
             server.refused += 1
             log.warning("agi.refused", peer=self.peer, reason="not in agi_allow")
-            transport.abort()
+            self.transport.abort()
             return
         self._parser = EnvParser()
         server._env_pending.add(self)

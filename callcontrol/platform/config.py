@@ -10,6 +10,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from ledger.validate import check_max_amount
 
@@ -49,7 +50,7 @@ class Settings:
 def _coerce(name: str, raw: object) -> object:
     kind = Settings.__dataclass_fields__[name].type
     if kind in ("int",):
-        return int(raw)  # type: ignore[arg-type]
+        return int(raw) if isinstance(raw, int) else int(str(raw))
     if kind == "Path":
         return Path(str(raw)).expanduser()
     if kind.startswith("tuple"):
@@ -62,7 +63,7 @@ def _coerce(name: str, raw: object) -> object:
 def load_settings(env: dict[str, str] | None = None, path: str | Path | None = None) -> Settings:
     """Build Settings; unknown keys in the file are an error so typos do not pass silently."""
     env = dict(os.environ) if env is None else env
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     path = path or env.get(PREFIX + "CONFIG")
     names = {f.name for f in fields(Settings)}
     if path:

@@ -303,7 +303,8 @@ class AgiSession:
         handler = getattr(self, "cmd_" + name.lower().replace(" ", "_"), None)
         if handler is None:
             return Outcome(wire.reply(0))
-        return await handler(args)
+        outcome: Outcome = await handler(args)
+        return outcome
 
     async def cmd_answer(self, args: list[str]) -> Outcome:
         # Asterisk waits up to 500 ms for media after answering these channels.

@@ -25,7 +25,8 @@ class Apps:
         if handler is None:
             return None
         chan.cdr_app = (app, data)
-        return await handler(chan, data)
+        result: int | None = await handler(chan, data)
+        return result
 
     async def app_noop(self, chan: Channel, data: str) -> int:
         return 0

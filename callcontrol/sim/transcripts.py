@@ -233,7 +233,9 @@ def numeric_reply_within(tolerance: int) -> Comparator:
     def ok(expected: bytes, got: bytes) -> bool:
         a = re.fullmatch(rb"200 result=1 \((\d+)\)\n", expected)
         b = re.fullmatch(rb"200 result=1 \((\d+)\)\n", got)
-        return bool(a and b) and abs(int(a.group(1)) - int(b.group(1))) <= tolerance
+        if a is None or b is None:
+            return False
+        return abs(int(a.group(1)) - int(b.group(1))) <= tolerance
 
     return ok
 
@@ -259,7 +261,7 @@ def volatile_ami_header(expected: bytes, got: bytes) -> bool:
     if not sep or key not in VOLATILE_AMI:
         return False
     m = re.fullmatch(re.escape(key) + rb": (.*)\r\n", got)
-    return bool(m) and re.fullmatch(VOLATILE_AMI[key], m.group(1)) is not None
+    return m is not None and re.fullmatch(VOLATILE_AMI[key], m.group(1)) is not None
 
 
 def is_ami(s: _Session, expected: bytes) -> bool:
