@@ -23,7 +23,7 @@ need_pkgs() {
 }
 
 sounds() {
-    [ -d /usr/share/asterisk/sounds/en-gsm ] && return 0
+    [ -d /usr/share/asterisk/sounds/en_US_f_Allison ] && return 0
     command -v dpkg-query >/dev/null || return 0
     need_pkgs asterisk-core-sounds-en-gsm >&2 || true
 }
