@@ -274,11 +274,15 @@ async def _connect(ctx: FlowContext, ch: Channel, att: Attempt, state: CallState
     try:
         await _play(ctx, ch, att.lang, "record_name")
         try:
-            await ch.record_file(state.name_file, "wav", "#", ctx.name_record_ms, beep=True)
+            reply = await ch.record_file(state.name_file, "wav", "#", ctx.name_record_ms, beep=True)
+            recorded = bool(reply.endpos)
         except AGIError as exc:
-            # Asterisk could not write the file (no such directory, disk full) or play its beep: the
-            # recipient hears "a prepaid call from an inmate at ..." without the name; the call goes on.
+            # Asterisk could not write the file (no such directory, disk full) or play its beep.
             bound.warning("name_not_recorded", detail=str(exc)[:200])
+            recorded = False
+        if not recorded:
+            # No file, or no audio in it (endpos=0: '#' at once, a line that sends no media): the
+            # recipient hears "a prepaid call from an inmate at ..." without the name; the call goes on.
             state.name_file = ""
             await ctx.store.update(att.call_id, name_file="")
         await ch.set_variable("CALL_ID", att.call_id)
@@ -296,6 +300,7 @@ async def _connect(ctx: FlowContext, ch: Channel, att: Attempt, state: CallState
             await ch.exec("Dial", args)
         finally:
             ctx.dialling.pop(ch.channel_name, None)
+            ctx.dial_legs.pop(ch.channel_name, None)
         dial_ended = ctx.clock.now()
         dial_status = await ch.get_variable("DIALSTATUS")
         dialled = True
