@@ -18,6 +18,7 @@ test: .venv/.installed
 	@if [ -n "$(ASTERISK_SRC)$(ASTERISK_BIN)" ]; then scripts/asterisk.sh >/dev/null; fi
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	.venv/bin/asterisklint dialplan-check asterisk_conf/extensions.conf
 	$(PY) -m pytest -q
 
 bench: .venv/.installed
@@ -32,5 +33,6 @@ prompts: .venv/.installed
 lint: .venv/.installed
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	.venv/bin/asterisklint dialplan-check asterisk_conf/extensions.conf
 
 .PHONY: demo test bench prompts lint

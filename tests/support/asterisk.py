@@ -94,7 +94,7 @@ def find_asterisk() -> str | None:
 
 
 def _set_global(text: str, name: str, value: str) -> str:
-    new, n = re.subn(rf"(?m)^{name} = .*$", f"{name} = {value}", text)
+    new, n = re.subn(rf"(?m)^{name} ?= ?.*$", f"{name}={value}", text)
     assert n == 1, f"extensions.conf has no [globals] {name}"
     return new
 
