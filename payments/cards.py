@@ -55,3 +55,22 @@ def expiry_problem(mmyy: str | None, now: datetime) -> str | None:
     if year > now.year + EXPIRY_MAX_YEARS_AHEAD:
         return "malformed"
     return None
+
+
+def brand(card: str) -> str:
+    """The card network from the leading digits (IIN ranges), for display next to the last four."""
+    if is_amex(card):
+        return "amex"
+    if card[:1] == "4":
+        return "visa"
+    two, four = int(card[:2] or 0), int(card[:4] or 0)
+    if 51 <= two <= 55 or 2221 <= four <= 2720:
+        return "mastercard"
+    if card[:4] == "6011" or card[:2] == "65" or 644 <= int(card[:3] or 0) <= 649:
+        return "discover"
+    return "other"
+
+
+def expiry_parts(mmyy: str) -> tuple[int, int]:
+    """(month, four-digit year) of a checked MMYY."""
+    return int(mmyy[:2]), 2000 + int(mmyy[2:])

@@ -35,6 +35,7 @@ class DepositOrder:
     account_id: str
     cents: int
     open_first: bool = False
+    source: str = SOURCE     # the ledger deposit's source (statement note)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ async def _credit(ledger: Any, order: DepositOrder, reference: str, *, tries: in
                 await ledger.open_account(f"{order.key}:open", order.facility_id, order.number_e164)
             try:
                 return "posted", await ledger.deposit(f"{order.key}:dep", order.account_id, order.cents,
-                                                      source=SOURCE, reference=reference)
+                                                      source=order.source, reference=reference)
             except Exception as exc:
                 if _transient(exc) and not _not_sent(exc):
                     maybe_sent = True

@@ -1,0 +1,61 @@
+"""SQL side of payments: the tables and their own Alembic chain (version table
+``payments_alembic_version``), so the ledger and other packages can migrate the same database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table
+
+from ledger.sql import make_engine
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+metadata = MetaData()
+
+methods = Table(
+    "payment_methods", metadata,
+    Column("method_id", String(40), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("add_key", String(160), nullable=False, unique=True),
+    Column("gateway", String(32), nullable=False),
+    Column("token", String(128), nullable=False),
+    Column("brand", String(16), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("exp_month", Integer, nullable=False),
+    Column("exp_year", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("removed_at", Float, nullable=True),
+)
+
+charges = Table(
+    "payment_charges", metadata,
+    Column("key", String(160), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("method_id", String(40), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("charge_id", String(64), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+__all__ = ["charges", "make_engine", "metadata", "methods", "migrate"]
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Upgrade the payments tables at ``url`` to ``revision``."""
+    from alembic import command  # imported here: keep alembic off the hot import path
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
