@@ -41,6 +41,7 @@ class CallState:
     call_class: str = ""
     account: str = ""
     hold_amount: int = 0
+    pay_amount: int = 0                 # one call paid by card: the authorization (flows/one_call.py)
     max_seconds: int = 0
     warning_seconds: int = 0
     increment: int = 60

@@ -29,6 +29,7 @@ from callcontrol.deposit import deposit_route
 from callcontrol.flows.context import FlowContext
 from callcontrol.flows.hangup import Ended, hangup_route, retry_unsettled, settle_call
 from callcontrol.flows.inmate_call import inmate_call
+from callcontrol.flows.one_call_money import finish_open
 from callcontrol.flows.screen import screen
 from callcontrol.metering import Meter, MeteredCall
 from callcontrol.platform.config import Settings
@@ -114,6 +115,7 @@ class Controller:
             "hangup": partial(hangup_route, self.ctx),
             "deposit": deposit_route(self.ctx),
         }
+        self.ctx.gateway = self.ctx.gateway or getattr(routes["deposit"], "gateway", None)
         deadlines = Deadlines(reply=s.agi_reply_timeout, dial_grace=s.agi_dial_grace,
                               lengths=prompt_lengths(PROMPTS_DIR))
         self.agi = AGIServer(routes, allow=s.agi_allow, deadlines=deadlines)
@@ -280,10 +282,12 @@ class Controller:
 
     async def _adopter(self) -> None:
         """Adopt the calls of instances whose heartbeat is gone (and settle our own lost ones)."""
+        assert self.ctx is not None
         while not self._stop.is_set():
             await asyncio.sleep(self.adopt_interval)
             try:
                 await self.recover()
+                await finish_open(self.ctx)      # cards of paid calls whose end is settled
             except Exception as exc:
                 log.warning("recovery_failed", error=type(exc).__name__)
 

@@ -16,10 +16,12 @@ FACILITY_TYPES = ("prison", "jail")
 ID_PATTERN = r"[A-Z][A-Z0-9]*(-[A-Z0-9]+)*"
 # Number types refused unless a facility lists its own set (premium and toll-free are always refused).
 DEFAULT_BLOCKED_TYPES = ("shared_cost", "uan", "voicemail", "personal_number")
+# What an unfunded number (no account, less than one minute) gets: refused, or one call paid by card.
+UNFUNDED_CALLS = ("deny", "offer_one_call")
 # Fields a group may give its member facilities as defaults.
 INHERITABLE = (
     "state", "timezone", "local_area_codes", "languages", "tariff", "max_call_seconds",
-    "warning_seconds", "blocked_number_types", "calling_hours",
+    "warning_seconds", "blocked_number_types", "calling_hours", "unfunded_calls",
 )
 
 
@@ -41,6 +43,7 @@ class Facility:
     group: str | None
     file: str
     local_set: frozenset[str]
+    unfunded_calls: str = "deny"
 
     # [start, close) of the last open stretch seen, in absolute seconds: quotes inside it skip the
     # calendar arithmetic. Only stretches without a UTC-offset change are kept.
@@ -123,6 +126,7 @@ def parse_shared_fields(t: Any, defaults: dict[str, Any], *, required: bool) -> 
             if item not in BLOCKABLE_TYPES:
                 raise t.error("blocked_number_types", f"{item!r} is not one of {', '.join(BLOCKABLE_TYPES)}")
     out["blocked_number_types"] = blocked
+    out["unfunded_calls"] = get("unfunded_calls", t.str, optional=True, choices=UNFUNDED_CALLS)
     if t.has("calling_hours"):
         out["calling_hours"] = _parse_hours(t.table("calling_hours"))
     else:
@@ -188,6 +192,7 @@ def parse_facility(t: Any, groups: dict[str, dict[str, Any]]) -> Facility:
         group=group,
         file=str(t.file),
         local_set=frozenset(shared["local_area_codes"]),
+        unfunded_calls=shared["unfunded_calls"] or "deny",
     )
 
 

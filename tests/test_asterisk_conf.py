@@ -520,6 +520,22 @@ def test_modules_load_only_what_the_dialplan_and_controller_use():
     assert "chan_iax2.so" not in loaded and not [k for k, _ in entries if k == "noload"]
 
 
+def test_hold_classes_play_please_hold_for_each_language():
+    # Issue #12: the inmate waits in Dial m(advancepay-hold-<lang>) while the recipient pays by card.
+    from callcontrol.flows.inmate_call import HOLD_CLASS
+    assert "res_musiconhold.so" in {v.split(";")[0].strip()
+                                    for k, v in parse_conf(CONF / "modules.conf")["modules"] if k == "load"}
+    conf = parse_conf(CONF / "musiconhold.conf")
+    for lang in ("en", "es"):
+        entries = dict(conf[f"{HOLD_CLASS}-{lang}"])
+        assert entries["mode"] == "files"
+        assert entries["directory"].endswith(f"/sounds/advancepay/hold/{lang}")
+        folder = CONF.parent / "ivr_prompts" / "hold" / lang
+        assert [p.name for p in folder.iterdir()] == ["please_hold.wav"]
+        target = CONF.parent / "ivr_prompts" / lang / "please_hold.wav"
+        assert (folder / "please_hold.wav").resolve() == target
+
+
 def test_cdr_manager_enabled_and_pjsip_sample_is_inert():
     assert ("enabled", "yes") in parse_conf(CONF / "cdr_manager.conf")["general"]
     text = (CONF / "pjsip.conf").read_text(encoding="utf-8")

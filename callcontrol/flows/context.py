@@ -20,6 +20,7 @@ from rating import Quote
 if TYPE_CHECKING:
     from callcontrol.asterisk.ami import AMIClient
     from callcontrol.flows.hangup import Ended
+    from payments.gateway import PaymentGateway
 
 SETTLE_CONCURRENCY = 256
 
@@ -47,6 +48,7 @@ class FlowContext:
     meter: MeterPort
     speech: Speech
     ami: AMIClient | None = None
+    gateway: PaymentGateway | None = None    # the card processor (deposit line, one paid call)
     instance: str = ""
     names_dir: str = ""
     screening_margin: int = 120          # seconds of answer + screening allowed for in the hold's lease

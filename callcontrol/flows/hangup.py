@@ -166,9 +166,12 @@ async def _settle(ctx: FlowContext, call_id: str, ended_at: float, reason: str, 
                 if cid == call_id:
                     del ctx.orphans[channel]
             ctx.forget_quote(state)
-            return state, verdict
     finally:
         ctx.release_lock(call_id)    # once released (inside the block it was held, and never dropped)
+    if state.pay_amount:             # a call paid by card: capture its exact cost, release the rest
+        from callcontrol.flows.one_call_money import finish_quietly
+        await finish_quietly(ctx, call_id)
+    return state, verdict
 
 
 async def release_unused(ctx: FlowContext, call_id: str, account: str) -> None:

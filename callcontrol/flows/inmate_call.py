@@ -20,6 +20,7 @@ from callcontrol import billing, decisions
 from callcontrol.asterisk.agi import AGIError, AGIHangup, fits_one_app
 from callcontrol.call_state import CallState
 from callcontrol.decisions import Denial, DialVerdict, Outcome
+from callcontrol.flows import one_call_money
 from callcontrol.flows.context import FlowContext, iso, new_call_id
 from callcontrol.flows.hangup import record, release_unused, settle_call
 from callcontrol.flows.ports import Channel
@@ -34,6 +35,7 @@ PIN_MAX_DIGITS = 16
 NUMBER_TIMEOUT_MS = 10000
 NUMBER_MAX_DIGITS = 15
 LANGUAGE_WAIT_MS = 3000
+HOLD_CLASS = "advancepay-hold"      # asterisk_conf/musiconhold.conf: the please_hold prompt, repeated
 
 
 class Denied(Exception):
@@ -218,7 +220,13 @@ async def _dial_number(ctx: FlowContext, ch: Channel, att: Attempt, inmate: Inma
             raise outcome
     if blocked is True:
         raise Denied(decisions.BLOCKED_RECIPIENT)
-    if isinstance(balance, UnknownAccount):
+    unknown = isinstance(balance, UnknownAccount)
+    short = isinstance(balance, Balance) and balance.state in ("active", "opened", "closed") \
+        and balance.available < quote.minimum_to_connect
+    if (unknown or short) and one_call_money.offered(ctx, facility):
+        await _dial_one_call(ctx, ch, att, quote, facility, digits, quoted_at, bound)
+        return
+    if unknown:
         raise Denied(decisions.NO_ACCOUNT)
     assert isinstance(balance, Balance)
     att.account = account
@@ -260,6 +268,35 @@ async def _dial_number(ctx: FlowContext, ch: Channel, att: Attempt, inmate: Inma
     await _connect(ctx, ch, att, state, bound)
 
 
+async def _dial_one_call(ctx: FlowContext, ch: Channel, att: Attempt, quote: Any, facility: Facility,
+                         digits: str, quoted_at: float, bound: Any) -> None:
+    """An unfunded number at a facility offering one paid call: dial with no hold; the recipient may pay
+    this call by card (flows/one_call.py) for the rated cost of the facility's longest call, no fee."""
+    seconds = int(quote.max_duration(ctx.settings.max_amount))
+    warning = int(getattr(facility, "warning_seconds", 60) or 0)
+    plan = decisions.plan_hold(seconds, int(quote.cost(seconds)) if seconds > 0 else 0,
+                               ring_timeout=ctx.settings.ring_timeout, screening_margin=ctx.screening_margin,
+                               warning_seconds=warning)
+    if plan is None:
+        raise Denied(decisions.INSUFFICIENT_FUNDS)
+    att.account = one_call_money.account_for(att.facility_id, att.e164, att.call_id)
+    state = CallState(
+        call_id=att.call_id, facility_id=att.facility_id, station=att.station, inmate=att.inmate,
+        lang=att.lang, dialled=digits, e164=att.e164, call_class=att.call_class, account=att.account,
+        pay_amount=plan.amount, max_seconds=plan.seconds, warning_seconds=plan.warning_seconds,
+        increment=int(quote.increment_seconds), capped_by=str(getattr(quote, "capped_by", "") or ""),
+        quoted_at=quoted_at, privileged=att.privileged, recorded=not att.privileged,
+        name_file=ctx.name_path(att.call_id), caller_channel=ch.channel_name, instance=ctx.instance,
+        created_at=att.started_at, dial_at=ctx.clock.now(),
+    )
+    ctx.remember_quote(state, quote)
+    await ctx.store.create(state, lease_expires_at=ctx.clock.now() + plan.lease_seconds,
+                           ttl_seconds=plan.lease_seconds)
+    att.held = True                  # from here the call is settled whatever happens
+    bound.info("one_call_offered", authorization=plan.amount, seconds=plan.seconds)
+    await _connect(ctx, ch, att, state, bound)
+
+
 async def _release_unused(ctx: FlowContext, att: Attempt) -> None:
     await release_unused(ctx, att.call_id, att.account)
 
@@ -294,6 +331,8 @@ async def _connect(ctx: FlowContext, ch: Channel, att: Attempt, state: CallState
         await _play(ctx, ch, att.lang, notice, "please_hold")
         args = decisions.dial_args(ctx.settings.dial_template, state.e164, ctx.settings.ring_timeout,
                                    att.call_id, state.max_seconds, state.warning_seconds)
+        if state.pay_amount:         # the inmate hears please_hold while the recipient pays
+            args += f"m({HOLD_CLASS}-{att.lang})"
         bound.info("dialling", seconds=state.max_seconds, hold=state.hold_amount, privileged=att.privileged)
         ctx.dialling[ch.channel_name] = att.call_id
         try:

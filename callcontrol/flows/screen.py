@@ -76,6 +76,10 @@ async def screen(ctx: FlowContext, ch: Channel) -> None:
         log.warning("screen_unknown_call", call_id=call_id, channel=ch.channel_name)
         await _reject(ch)
         return
+    if state.pay_amount and not state.hold_amount:     # unfunded: the recipient may pay this call
+        from callcontrol.flows.one_call import screen_unfunded
+        await screen_unfunded(ctx, ch, state)
+        return
     bound = log.bind(call_id=call_id)
     result: ScreenResult | None = None
     try:
