@@ -203,7 +203,9 @@ def test_caller_hangs_up_during_screening(tmp_path: Path, redis_url: str) -> Non
             await _hang_up_once_the_recipient_answered(h)
             result = await task
             dial = result.last_dial
-            assert dial is not None and dial.bridge_start is None
+            # Real Asterisk (advancepay/*-caller-gone-screening): Dial ends ANSWER with a momentary
+            # bridge of the dead leg, no talk.
+            assert dial is not None and dial.bridge_start is None and dial.talk == 0
             rec = h.record_for(MARIA)
             assert rec["amount"] == 0 and rec["outcome"] in ("refused", "failed")
             await h.quiesce()
@@ -224,7 +226,8 @@ def test_caller_hangs_up_during_screening_the_recipient_is_hung_up(tmp_path: Pat
             await _hang_up_once_the_recipient_answered(h)
             result = await task
             dial = result.last_dial
-            assert dial is not None and dial.bridge_start is None
+            assert dial is not None and dial.bridge_start is None and dial.talk == 0
+            assert dial.status == "ANSWER" and dial.instant_bridge_at is not None
             assert "1" not in dial.recipient_keys              # hung up before the late 1
             rec = h.record_for(MARIA)
             assert (rec["outcome"], rec["reason"]) == ("failed", "caller_hangup")
@@ -239,7 +242,11 @@ def test_recipient_hangs_up_during_screening(tmp_path: Path, redis_url: str) -> 
         async with running(tmp_path, redis_url) as h:
             account = await seed(h.ledger, MARIA, 500)
             result = await h.call(handset("3125551234"), Recipient(MARIA, hangup_after_answer=4))
-            assert result.last_dial.bridge_start is None
+            dial = result.last_dial
+            # Real Asterisk (advancepay/*-recipient-hangs-up): the screening Gosub is unwound, Dial
+            # ends ANSWER (-1) and joins the dead leg alone into a bridge for an instant: no talk.
+            assert dial.status == "ANSWER" and dial.instant_bridge_at is not None
+            assert dial.bridge_start is None and dial.talk == 0
             rec = h.record_for(MARIA)
             assert rec["outcome"] == "refused" and rec["amount"] == 0
             assert await h.available(account) == 500

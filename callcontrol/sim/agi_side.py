@@ -157,6 +157,7 @@ class Outcome:
     data: bytes
     interrupted: bool = False  # -1 because the channel hung up while the command ran
     hangup_now: bool = False  # AGI HANGUP command: HANGUP line follows
+    died: bool = False  # the channel hung up while an application ran that still answered 0 (Read)
     code: int = 200
 
 
@@ -177,6 +178,7 @@ class AgiSession:
         self.busy = False
         self.ncommands = 0
         self._writer: asyncio.Transport | None = None
+        self._conn: _Lines | None = None
 
     # ------------------------------------------------------------------ io
     def _send(self, data: bytes) -> None:
@@ -224,6 +226,7 @@ class AgiSession:
             self.transcript.status = "FAILURE"
             return "FAILURE"
         self._writer = conn.transport
+        self._conn = conn
         self.sim.stats["agi_sessions"] += 1
         self._send(wire.env_block(self.env()))
         watcher = asyncio.ensure_future(self._watch_hangup())
@@ -231,9 +234,10 @@ class AgiSession:
             while True:
                 line = await conn.readline()
                 if not line or not line.endswith(b"\n"):
-                    if not self.hangup_sent:
-                        self.hangup_sent = True
-                        self._send(wire.HANGUP_LINE)
+                    # res_agi ends every FastAGI session it did not end itself with HANGUP, even when
+                    # one was sent already (captured: advancepay/fastagi-*-screen after a hang-up).
+                    self.hangup_sent = True
+                    self._send(wire.HANGUP_LINE)
                     break
                 self.transcript.chunks.append((self.sim.clock.monotonic(), "<<", line))
                 self.busy = True
@@ -283,11 +287,36 @@ class AgiSession:
                 [("CommandId", command_id), ("Command", line), *_result_fields(outcome)],
             )
         if (outcome.hangup_now or self.chan.dead) and not self.hangup_sent:
-            if outcome.interrupted or outcome.hangup_now:
-                await self.sim.clock.sleep(HANGUP_NOTICE_DELAY)
+            if outcome.interrupted or outcome.hangup_now or outcome.died:
+                await self._notice_window()
             if not self.hangup_sent:
                 self.hangup_sent = True
                 self._send(wire.HANGUP_LINE)
+
+    async def _notice_window(self) -> None:
+        """The 40 ms between a command's reply on a hung-up channel and the `HANGUP` line. A command
+        arriving meanwhile gets `HANGUP` at once and its reply when the 40 ms are over; a half-close gets
+        `HANGUP` at once (then the end-of-session one). Captured in advancepay/fastagi-*."""
+        conn = self._conn
+        sleeper = asyncio.ensure_future(self.sim.clock.sleep(HANGUP_NOTICE_DELAY))
+        try:
+            while not sleeper.done():
+                if conn is not None and (conn.lines or conn.eof):
+                    self.hangup_sent = True
+                    self._send(wire.HANGUP_LINE)
+                    if not conn.lines:
+                        return
+                    break
+                if conn is None:
+                    break
+                conn.waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await asyncio.wait({sleeper, conn.waiter}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    conn.waiter = None
+            await sleeper
+        finally:
+            sleeper.cancel()
 
     # ------------------------------------------------------------ commands
     async def execute(self, line: str) -> Outcome:
@@ -511,13 +540,19 @@ class AgiSession:
             return Outcome(wire.reply(-1, "(writefile)"))
         self.chan.recordings.append(f"{args[2]}.{args[3]}")
         now = 0.0
+        act = self.chan.script.take_input(cmdline)
         if beep:
             self.chan.prompts.append("beep")
             now = self.sim.prompt_seconds("beep") or 0.0
+            if isinstance(act, Keys) and act.digits[0] in escape and act.after < now:
+                # a key during the beep: res_agi says "randomerror" (captured: advancepay/*-inmate-call)
+                if not await self.chan.pause(act.after):
+                    return Outcome(wire.reply(-1, "(hangup) endpos=0"), interrupted=True)
+                self.chan.keys.append(act.digits[0])
+                return Outcome(wire.reply(ord(act.digits[0]), "(randomerror) endpos=0"))
             if not await self.chan.pause(now):
                 return Outcome(wire.reply(-1, "(hangup) endpos=0"), interrupted=True)
         limit = None if timeout_ms < 0 else now + timeout_ms / 1000
-        act = self.chan.script.take_input(cmdline)
         if isinstance(act, Keys) and act.digits[0] in escape and (limit is None or act.after < limit):
             if not await self.chan.pause(max(0.0, act.after - now)):
                 return Outcome(wire.reply(-1, "(hangup) endpos=0"), interrupted=True)
@@ -535,6 +570,8 @@ class AgiSession:
             return Outcome(wire.reply(-2))
         if res == -1 and self.chan.dead:
             return Outcome(wire.reply(-1), interrupted=True)
+        if self.chan.dead:        # Read() on a hang-up: 200 result=0, then the HANGUP notice as after -1
+            return Outcome(wire.reply(res), died=True)
         return Outcome(wire.reply(res))
 
 

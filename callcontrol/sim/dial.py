@@ -149,6 +149,10 @@ async def dial(sim: Simulator, caller: Channel, data: str) -> int:
             gosub_result = callee.vars.get("GOSUB_RESULT")
             attempt.gosub_result = gosub_result
             attempt.gosub_retval = callee.vars.get("GOSUB_RETVAL")
+            if caller.dead and not gosub_result:
+                # Captured (advancepay/*-caller-gone-screening): Dial still ends ANSWER, joins the
+                # hung-up called channel into a bridge for an instant, then returns -1.
+                return _instant_bridge(sim, caller, callee, attempt, "caller")
             if caller.dead:
                 return _end(sim, caller, callee, attempt, "CANCEL", -1, "caller")
             if gosub_result:
@@ -164,9 +168,12 @@ async def dial(sim: Simulator, caller: Channel, data: str) -> int:
                     caller.soft_hangup(16, "gosub")
                     return _end(sim, caller, callee, attempt, "ANSWER", -1, "gosub")
             if callee.dead:
+                # The called channel hung up inside U(): Asterisk unwinds the Gosub ("Abnormal
+                # 'Gosub(...)' exit", screen-sub's last lines never run), then Dial ends ANSWER and
+                # joins the dead called channel alone into a bridge for an instant; the caller never
+                # enters it and stays up; Dial returns -1 (advancepay/*-recipient-hangs-up).
                 caller.hangupcause = callee.hangupcause or 16
-                _set_times(sim, caller, attempt)
-                return _end(sim, caller, callee, attempt, "ANSWER", -1, "recipient")
+                return _instant_bridge(sim, caller, callee, attempt, "recipient")
         # ---- bridge
         caller.answer()
         return await _bridge(sim, caller, callee, attempt, opts, recipient.talk)
@@ -201,6 +208,55 @@ def _end(
     )
     _set(caller, "DIALSTATUS", status)
     return result
+
+
+def _bridge_fields(bridge_id: str) -> list[tuple[str, str]]:
+    return [
+        ("BridgeUniqueid", bridge_id),
+        ("BridgeType", "basic"),
+        ("BridgeTechnology", "simple_bridge"),
+        ("BridgeCreator", "<unknown>"),
+        ("BridgeName", "<unknown>"),
+    ]
+
+
+def _bridge_event(sim: Simulator, event: str, fields: list[tuple[str, str]], count: int,
+                  chan: Channel | None = None) -> None:
+    sim.events.emit(
+        event,
+        [
+            ("Privilege", "call,all"),
+            *fields,
+            ("BridgeNumChannels", str(count)),
+            ("BridgeVideoSourceMode", "none"),
+            *(chan.snapshot() if chan is not None else []),
+        ],
+    )
+
+
+def _instant_bridge(sim: Simulator, caller: Channel, callee: Channel, attempt: DialAttempt, by: str) -> int:
+    """Dial after U() with a hung-up party: DialEnd ANSWER, then a bridge entered and left at once (the
+    callee alone, as captured), ANSWEREDTIME/DIALEDTIME set as
+    after any bridge, DIALSTATUS=ANSWER, result -1. No talk: `bridge_start` stays None."""
+    sim.events.emit(
+        "DialEnd",
+        [("Privilege", "call,all"), *caller.snapshot(), *callee.snapshot("Dest"), ("DialStatus", "ANSWER")],
+    )
+    fields = _bridge_fields(sim.new_bridge_id())
+    members = [callee]   # a dead caller may race in too (seen once, not in the committed capture)
+    _bridge_event(sim, "BridgeCreate", fields, 0)
+    for n, ch in enumerate(members, 1):
+        _bridge_event(sim, "BridgeEnter", fields, n, ch)
+    for n, ch in enumerate(reversed(members), 1):
+        _bridge_event(sim, "BridgeLeave", fields, len(members) - n, ch)
+    _bridge_event(sim, "BridgeDestroy", fields, 0)
+    attempt.instant_bridge_at = sim.clock.now()
+    _set_times(sim, caller, attempt)
+    _set(caller, "DIALSTATUS", "ANSWER")
+    attempt.status = "ANSWER"
+    attempt.ended = sim.clock.now()
+    attempt.ended_by = attempt.ended_by or by
+    return -1
 
 
 async def _bridge(

@@ -42,6 +42,9 @@ class DialAttempt:
     answered_at: float | None = None  # callee answered
     bridge_start: float | None = None
     bridge_end: float | None = None
+    # Dial joined a hung-up channel into a bridge and left it at once (a party hung up during U()):
+    # BridgeEnter/BridgeLeave in the same instant, DIALSTATUS=ANSWER, no talk, bridge_start stays None.
+    instant_bridge_at: float | None = None
     limit_ms: int | None = None
     warning_at: float | None = None  # simulated time the L() warning played
     warning_files: list[str] = field(default_factory=list)
@@ -56,6 +59,13 @@ class DialAttempt:
     answeredtime_ms: int | None = None  # ANSWEREDTIME_MS Dial set on the caller
     dialedtime_ms: int | None = None  # DIALEDTIME_MS
     caller_channel: str = ""
+
+    @property
+    def talk(self) -> float:
+        """Seconds the caller and the recipient were bridged (0 when they never were)."""
+        if self.bridge_start is None or self.bridge_end is None:
+            return 0.0
+        return self.bridge_end - self.bridge_start
 
 
 @dataclass
