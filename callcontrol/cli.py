@@ -19,6 +19,7 @@ from callcontrol.platform.runtime import redis_url
 # libraries know nothing of callcontrol: what they need from it (the embedded Redis) is handed in here.
 COMMAND_MODULES: dict[str, dict[str, Any]] = {
     "ledger.cli": {"open_redis": redis_url},
+    "holders.cli": {"open_redis": redis_url},
     "rating.cli": {},
     "callcontrol.commands": {},
 }

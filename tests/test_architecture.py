@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DOMAIN = ("rating", "ledger", "payments", "callcontrol")
+DOMAIN = ("rating", "ledger", "payments", "holders", "callcontrol")
 
 
 def module_name(path: Path) -> str:
@@ -62,6 +62,10 @@ def test_rating_and_ledger_import_none_of_the_others(package: str) -> None:
 
 def test_payments_never_imports_callcontrol() -> None:
     assert violations(modules("payments"), ("callcontrol",)) == []
+
+
+def test_holders_never_import_the_edges() -> None:
+    assert violations(modules("holders"), ("callcontrol", "web")) == []
 
 
 def test_the_asterisk_edge_knows_nothing_of_billing() -> None:

@@ -41,6 +41,8 @@ class Settings:
     recording_dir: str = "/var/spool/asterisk/monitor/advancepay"  # MixMonitor target, as Asterisk sees it
     payment_gateway: str = ""                # card processor: "sandbox" (dev); empty closes the line
     deposit_max_cents: int = 30_000          # per deposit; at least $50 must be accepted (47 CFR 64.6100)
+    holder_code_sender: str = ""             # one-time codes to numbers: "dev" logs them (development only)
+    holder_code_secret: str = field(default="", repr=False)  # HMAC key of stored codes; empty: no codes
 
     @property
     def sqlalchemy_url(self) -> str:

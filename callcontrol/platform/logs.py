@@ -29,6 +29,10 @@ _LOG_KEY = re.compile(
     r"(?i)(?:^|[^a-z])(?:pin|passcode|cvv|cvc|secret|passw|card|pan(?![a-z])|token|auth"
     r"|exp(?:iry|iration|ires)?(?![a-z]))"
 )
+# One-time codes: `code`, `otp` and names ending in them (`verification_code`, `dev_code`), but not
+# `status_code` or `error_code`. Only the development sender's `dev_code` event shows its code.
+_CODE_KEY = re.compile(r"(?i)^(?:code|otp|\w*_otp|\w*(?:one_time|verification|dev)_code)$")
+DEV_CODE_EVENT = "dev_code"
 _KV = re.compile(
     r"(?i)\b(pin|passcode|cvv2?|cvc|secret|password|passwd|card(?:_?number)?|pan|token"
     r"|exp(?:iry|iration)?(?:_?date)?|mmyy)"
@@ -60,7 +64,7 @@ def redact_text(text: str) -> str:
 
 def redact_value(key: str | None, value: Any, *, secret: bool = False) -> Any:
     """`secret`: under a sensitive key, every leaf is masked, however deep (a CVV in a list too)."""
-    secret = secret or (key is not None and _LOG_KEY.search(key) is not None)
+    secret = secret or (key is not None and (_LOG_KEY.search(key) or _CODE_KEY.match(key)) is not None)
     if isinstance(value, Mapping):
         return {k: redact_value(str(k), v, secret=secret) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -77,7 +81,9 @@ def redact_value(key: str | None, value: Any, *, secret: bool = False) -> Any:
 
 
 def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v if k in ("level", "timestamp", "logger") else redact_value(k, v))
+    dev = event_dict.get("event") == DEV_CODE_EVENT
+    return {k: (v if k in ("level", "timestamp", "logger") or (dev and k == DEV_CODE_EVENT)
+                else redact_value(k, v))
             for k, v in event_dict.items()}
 
 

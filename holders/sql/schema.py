@@ -1,0 +1,71 @@
+"""Holder tables (SQLAlchemy Core). Times are epoch milliseconds, as in the ledger's tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+})
+
+holders = Table(
+    "holders", metadata,
+    Column("holder_id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(254), nullable=False),        # as typed
+    Column("email_key", String(254), nullable=False),    # lower-cased: uniqueness ignores case
+    Column("mobile_e164", String(16), nullable=False),
+    Column("language", String(2), nullable=False),       # en | es
+    Column("time_zone", String(64), nullable=False),     # IANA
+    Column("status", String(8), nullable=False),         # active | locked | closed
+    Column("created_ts", BigInteger, nullable=False),
+    Column("updated_ts", BigInteger, nullable=False),
+    UniqueConstraint("email_key", name="uq_holders_email_key"),
+    Index("ix_holders_mobile", "mobile_e164"),
+)
+
+# One verified link per ledger account: the unique account_id is what makes the first claim win.
+holder_accounts = Table(
+    "holder_accounts", metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("holder_id", String(40), ForeignKey("holders.holder_id"), nullable=False),
+    Column("facility_id", String(128), nullable=False),
+    Column("number_e164", String(16), nullable=False),
+    Column("verified_ts", BigInteger, nullable=False),
+    Index("ix_holder_accounts_holder", "holder_id"),
+    Index("ix_holder_accounts_number", "number_e164"),
+)
+
+# One-time codes: only a salted HMAC of the code is kept. Rows stay after use: they are the rate
+# limits' memory (codes per number per hour, per holder per day).
+holder_codes = Table(
+    "holder_codes", metadata,
+    Column("code_id", String(40), primary_key=True),
+    Column("holder_id", String(40), ForeignKey("holders.holder_id"), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("facility_id", String(128), nullable=False),
+    Column("number_e164", String(16), nullable=False),
+    Column("channel", String(8), nullable=False),        # sms | call
+    Column("salt", String(32), nullable=False),
+    Column("digest", String(64), nullable=False),        # hex HMAC-SHA256(secret, salt|code_id|code)
+    Column("status", String(12), nullable=False),        # pending used locked superseded failed
+    Column("attempts", Integer, nullable=False),         # wrong codes tried
+    Column("created_ts", BigInteger, nullable=False),
+    Column("expires_ts", BigInteger, nullable=False),
+    Column("used_ts", BigInteger, nullable=True),
+    Index("ix_holder_codes_number_created", "number_e164", "created_ts"),
+    Index("ix_holder_codes_holder_created", "holder_id", "created_ts"),
+)

@@ -1,0 +1,99 @@
+"""`callcontrol holders ...` end to end: real SQL, real Redis, the dev code sender's log line."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+import pytest
+
+from callcontrol.cli import main
+from ledger import account_id_for
+from ledger.facade import SyncLedger
+
+FAC, NUM = "FAC-01", "+13125550100"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, sql_url: str, redis_url: str) -> str:
+    for name, value in (("REDIS_URL", redis_url), ("DATABASE_URL", sql_url), ("LOG_FORMAT", "json"),
+                        ("HOLDER_CODE_SENDER", "dev"), ("HOLDER_CODE_SECRET", "dev-secret-0123456789abcdef")):
+        monkeypatch.setenv("CALLCONTROL_" + name, value)
+    monkeypatch.delenv("CALLCONTROL_CONFIG", raising=False)
+    return redis_url
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(["holders", *argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def js(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    rc, out, err = run(capsys, *argv, "--json")
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def test_support_creates_claims_verifies_shows_and_pages_history(
+        env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    with SyncLedger(env) as led:           # the 800 line opened and funded this account
+        account = led.open_account("dep-1:open", FAC, NUM)
+        led.deposit("dep-1:dep", account, 2_500, source="ivr")
+    hid = js(capsys, "create", "--name", "Pat Doe", "--email", "Pat@Example.com",
+             "--mobile", "+13125550199", "--language", "es")["holder_id"]
+    rc, out, err = run(capsys, "claim", hid, FAC, NUM, "--channel", "sms")
+    assert rc == 0 and "a code was sent to +13125550100" in out
+    code = next(json.loads(x)["dev_code"] for x in err.splitlines() if '"dev_code"' in x)
+    assert re.fullmatch(r"\d{6}", code) and code not in out
+    monkeypatch.setattr("sys.stdin", io.StringIO("000000\n" if code != "000000" else "111111\n"))
+    rc, _, err = run(capsys, "verify", hid, FAC, NUM)
+    assert rc == 2 and "wrong code" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO(code + "\n"))
+    rc, out, _ = run(capsys, "verify", hid, FAC, NUM)
+    assert rc == 0 and f"belongs to {hid}" in out
+
+    shown = js(capsys, "show", hid)
+    assert shown["holder"]["email"] == "Pat@Example.com"
+    [acct] = shown["accounts"]
+    assert (acct["account"], acct["facility"], acct["number"], acct["verified"]) == (account, FAC, NUM, True)
+    assert (acct["posted"], acct["held"], acct["available"]) == (2_500, 0, 2_500)
+    assert shown["payment_methods"] is None
+    rc, out, _ = run(capsys, "show", hid)
+    assert rc == 0 and "$25.00" in out and "not available yet" in out
+
+    assert [h["holder_id"] for h in js(capsys, "find", "--number", NUM)] == [hid]
+    assert [h["holder_id"] for h in js(capsys, "find", "--email", "pat@EXAMPLE.com")] == [hid]
+
+    with SyncLedger(env) as led:
+        for i in range(3):
+            led.deposit(f"dep-{i + 2}:dep", account, 100 * (i + 1))
+    page1 = js(capsys, "history", hid, "--limit", "2")
+    page2 = js(capsys, "history", hid, "--limit", "2", "--page", "2", "--no-sync")
+    assert [e["amount"] for e in page1 + page2] == [300, 200, 100, 2_500]
+    assert all(e["kind"] == "deposit" and e["account_id"] == account for e in page1 + page2)
+
+
+def test_exit_codes(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "show", "h_nobody")[0] == 1
+    assert run(capsys, "find", "--email", "nobody@example.com")[0] == 1
+    rc, _, err = run(capsys, "create", "--name", "Pat", "--email", "not-an-email", "--mobile", NUM)
+    assert rc == 2 and "not an email address" in err
+    rc, _, err = run(capsys, "create", "--name", "Pat", "--email", "p@example.com", "--mobile", NUM,
+                     "--time-zone", "Nowhere/Land")
+    assert rc == 2 and "IANA" in err
+    hid = js(capsys, "create", "--name", "Pat", "--email", "p@example.com", "--mobile", NUM)["holder_id"]
+    assert run(capsys, "claim", hid, "FAC 01", NUM)[0] == 2
+    assert run(capsys, "claim", hid, FAC, "+1555")[0] == 2
+    assert account_id_for(FAC, NUM) not in run(capsys, "show", hid)[1]
+
+
+def test_claim_without_a_code_sender_is_unavailable(env: str, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    hid = js(capsys, "create", "--name", "Pat", "--email", "p@example.com", "--mobile", NUM)["holder_id"]
+    monkeypatch.setenv("CALLCONTROL_HOLDER_CODE_SENDER", "")
+    rc, _, err = run(capsys, "claim", hid, FAC, NUM)
+    assert rc == 3 and "no code sender" in err
