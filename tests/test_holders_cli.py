@@ -71,10 +71,17 @@ def test_support_creates_claims_verifies_shows_and_pages_history(
     with SyncLedger(env) as led:
         for i in range(3):
             led.deposit(f"dep-{i + 2}:dep", account, 100 * (i + 1))
-    page1 = js(capsys, "history", hid, "--limit", "2")
-    page2 = js(capsys, "history", hid, "--limit", "2", "--page", "2", "--no-sync")
-    assert [e["amount"] for e in page1 + page2] == [300, 200, 100, 2_500]
-    assert all(e["kind"] == "deposit" and e["account_id"] == account for e in page1 + page2)
+        led.record_call("call-9:record", {
+            "call_id": "call-9", "account_id": account, "facility_id": FAC, "inmate_id": "I-7",
+            "dialled": "3125550100", "number_e164": NUM, "call_class": "local", "outcome": "completed",
+            "reason": "", "started_at": "2099-01-01T00:00:00Z", "answered_at": "", "accepted_at": "",
+            "ended_at": "", "billed_seconds": 126, "amount": 126, "recorded": True, "privileged": False})
+    pages = [js(capsys, "history", hid, "--limit", "2", "--page", str(n), *(["--no-sync"] if n > 1 else []))
+             for n in (1, 2, 3)]
+    assert [len(p) for p in pages] == [2, 2, 1]
+    found = [(e["kind"], e["amount"]) for p in pages for e in p]
+    assert found == [("call", -126), ("deposit", 300), ("deposit", 200), ("deposit", 100), ("deposit", 2_500)]
+    assert "completed 126s inmate I-7 (call-9)" in pages[0][0]["detail"]
 
 
 def test_exit_codes(env: str, capsys: pytest.CaptureFixture[str]) -> None:
