@@ -90,6 +90,11 @@ def op_block(call_id: str) -> str:
     return f"{call_id}:block"
 
 
+def op_one_call(call_id: str, step: str) -> str:
+    """A call paid by card: its ledger ops (open, dep, void, rest, close) under its gateway key."""
+    return f"oc-{call_id}:{step}"
+
+
 # -- errors ----------------------------------------------------------------------------------------
 def transient(exc: BaseException) -> bool:
     """The same request may succeed later, unchanged: Redis down or slow, a socket error."""

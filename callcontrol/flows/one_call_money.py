@@ -18,6 +18,7 @@ between hang-up and capture). Card data never reaches this module.
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from typing import Any
 
 import structlog
@@ -66,11 +67,11 @@ async def authorized(ctx: FlowContext, call_id: str, auth_id: str, last4: str) -
 
 async def fund(ctx: FlowContext, state: CallState, auth_id: str) -> None:
     """Credit the authorization to the call's account and take the call's hold on all of it."""
-    key, acct, amount = gateway_key(state.call_id), state.account, state.pay_amount
+    op, acct, amount = partial(billing.op_one_call, state.call_id), state.account, state.pay_amount
     facility = f"{state.facility_id}.1c.{state.call_id}"
-    await billing.retry(lambda: ctx.ledger.open_account(f"{key}:open", facility, state.e164,
+    await billing.retry(lambda: ctx.ledger.open_account(op("open"), facility, state.e164,
                                                         owner="one call"))
-    await billing.retry(lambda: ctx.ledger.deposit(f"{key}:dep", acct, amount, source=SOURCE,
+    await billing.retry(lambda: ctx.ledger.deposit(op("dep"), acct, amount, source=SOURCE,
                                                    reference=auth_id))
     lease = state.max_seconds + ctx.settings.ring_timeout + ctx.screening_margin + 60
     await billing.hold(ctx.ledger, state.call_id, acct, amount, lease_seconds=lease,
@@ -92,12 +93,12 @@ async def finish(ctx: FlowContext, call_id: str) -> bool:
     if ctx.gateway is None:
         log.error("one_call_no_gateway", call_id=call_id)
         return False
-    key, acct = info["key"], info["account"]
+    key, acct, op = info["key"], info["account"], partial(billing.op_one_call, call_id)
     hold = await ctx.ledger.hold_info(acct, call_id)
     if hold is not None and hold.status == "pending":
         # Taken after the call was settled (the caller left while the recipient paid): never used.
         with contextlib.suppress(*billing.HOLD_GONE):
-            await ctx.ledger.void(f"{key}:void", acct, call_id, reason="one_call_unused")
+            await ctx.ledger.void(op("void"), acct, call_id, reason="one_call_unused")
         hold = await ctx.ledger.hold_info(acct, call_id)
     cost = hold.captured if hold is not None else 0
     try:
@@ -105,9 +106,9 @@ async def finish(ctx: FlowContext, call_id: str) -> bool:
     except UnknownAccount:
         balance = None
     if balance is not None and balance.posted > 0:
-        await ctx.ledger.refund(f"{key}:rest", acct, balance.posted, reason="one call: not used")
+        await ctx.ledger.refund(op("rest"), acct, balance.posted, reason="one call: not used")
     if balance is not None and balance.state != "closed":
-        await ctx.ledger.close_account(f"{key}:close", acct, reason="one call over")
+        await ctx.ledger.close_account(op("close"), acct, reason="one call over")
     status = "done"
     try:
         if cost > 0:
