@@ -39,6 +39,7 @@ from callcontrol.deposit.entry import (
 )
 from callcontrol.flows.context import FlowContext
 from callcontrol.flows.ports import Channel
+from payments.authorizenet import AuthorizeNetGateway
 from payments.cards import CARD_MAX_DIGITS, card_number_ok, cvv_ok, expiry_problem
 from payments.gateway import PaymentGateway
 from payments.saga import LEDGER_SETTLE_SECONDS, DepositOrder, DepositOutcome, charge
@@ -348,11 +349,15 @@ class DepositLine:
 
 
 def gateway_from_settings(settings: Any, clock: Any = None) -> PaymentGateway | None:
-    """`payment_gateway = "sandbox"` in the settings gives the sandbox; anything else none (the line then
-    refuses deposits: a production controller must never take sandbox cards)."""
+    """`payment_gateway = "sandbox"` gives the sandbox, "authorizenet" Authorize.Net; anything else none
+    (the line then refuses deposits: a production controller must never take sandbox cards)."""
     kind = str(getattr(settings, "payment_gateway", "") or "")
     if kind == "sandbox":
         return SandboxGateway(now=clock.now if clock is not None else None)
+    if kind == "authorizenet":
+        return AuthorizeNetGateway(settings.authorizenet_login_id, settings.authorizenet_transaction_key,
+                                   url=settings.authorizenet_url,
+                                   timeout=float(settings.authorizenet_timeout))
     return None
 
 
