@@ -39,7 +39,11 @@ class Settings:
     dial_template: str = "Local/{number}@apc-outbound"  # what EXEC Dial calls; {number} is E.164 digits
     ring_timeout: int = 30                   # seconds Dial lets the recipient ring
     recording_dir: str = "/var/spool/asterisk/monitor/advancepay"  # MixMonitor target, as Asterisk sees it
-    payment_gateway: str = ""                # card processor: "sandbox" (dev); empty closes the line
+    payment_gateway: str = ""                # card processor: "sandbox" (dev), "authorizenet"; empty: none
+    authorizenet_login_id: str = field(default="", repr=False)   # API login id
+    authorizenet_transaction_key: str = field(default="", repr=False)
+    authorizenet_url: str = "https://apitest.authorize.net/xml/v1/request.api"  # the sandbox endpoint
+    authorizenet_timeout: int = 20           # seconds per request; no reply = outcome unknown (lookup)
     deposit_max_cents: int = 30_000          # per deposit; at least $50 must be accepted (47 CFR 64.6100)
     holder_code_sender: str = ""             # one-time codes to numbers: "dev" logs them (development only)
     holder_code_secret: str = field(default="", repr=False)  # HMAC key of stored codes; empty: no codes
