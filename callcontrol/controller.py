@@ -15,6 +15,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from callcontrol.flows.one_call_money import finish_open
 from callcontrol.flows.screen import screen
 from callcontrol.metering import Meter, MeteredCall
 from callcontrol.platform.config import Settings
+from callcontrol.platform.metrics import HealthServer, Metrics, TimedLedger
 from callcontrol.policy import Policy
 from ivr_prompts.catalog import PACKAGE_DIR as PROMPTS_DIR
 
@@ -86,6 +88,9 @@ class Controller:
         self._started_at = 0.0
         self._redis_run_id: str | None = None
         self._redis_restarted = False
+        self.metrics = Metrics()
+        self.health: HealthServer | None = None
+        self.draining = False
 
     @property
     def agi_port(self) -> int:
@@ -100,8 +105,8 @@ class Controller:
         s = self.settings
         catalog = self._catalog or load_catalog(Path(s.facility_dir))
         policy = self._policy or Policy.load(Path(s.facility_dir) / "policy")
-        self.ledger = await Ledger.connect(self.redis_url, partitions=s.ledger_partitions,
-                                          max_amount=s.max_amount)
+        self.ledger = TimedLedger(await Ledger.connect(self.redis_url, partitions=s.ledger_partitions,
+                                                       max_amount=s.max_amount), self.metrics)
         self.store = CallStore.from_url(self.redis_url)
         self.meter = Meter(self.ledger, self.store, self.clock, on_refused=self._funds_gone)
         self.ctx = FlowContext(
@@ -119,6 +124,7 @@ class Controller:
         deadlines = Deadlines(reply=s.agi_reply_timeout, dial_grace=s.agi_dial_grace,
                               lengths=prompt_lengths(PROMPTS_DIR))
         self.agi = AGIServer(routes, allow=s.agi_allow, deadlines=deadlines)
+        self.agi.timing = self.metrics
         host, _, port = self.agi_bind.rpartition(":")
         await self.agi.start(host or "127.0.0.1", int(port))
         self._started_at = self.clock.now()
@@ -134,13 +140,89 @@ class Controller:
         ]
         if self.run_sync:
             self._start_sync()
+        if s.metrics_bind:
+            await self._start_health(s.metrics_bind)
         await self.recover()
         log.info("controller_started", instance=self.instance, agi_port=self.agi.port,
                  ami=bool(self.ami), sync=self.run_sync)
         return self
 
+    async def _start_health(self, bind: str) -> None:
+        """/metrics, /healthz, /readyz; the gauges that need Redis are sampled by the background loops."""
+        ctx, m = self.ctx, self.metrics
+        assert ctx is not None
+        m.calls_in_progress.set_function(lambda: len(ctx.sessions))
+        m.ami_connected.set_function(lambda: int(bool(self.ami is not None and self.ami.connected)))
+        checks = {"redis": self._ready_redis, "sql": self._ready_sql}
+        if self.settings.ami_user:
+            checks["ami"] = self._ready_ami
+        self.health = HealthServer(m, checks, draining=lambda: self.draining)
+        await self.health.start(bind)
+        self._tasks.append(asyncio.create_task(self._sample_sync_lag(), name="sync-lag"))
+
+    async def _ready_redis(self) -> None:
+        assert self.store is not None
+        await self.store.ping()
+
+    async def _ready_sql(self) -> None:
+        from sqlalchemy import text
+
+        from ledger.sql import make_engine
+
+        def check() -> None:
+            engine = make_engine(self.sql_url)
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            finally:
+                engine.dispose()
+
+        await asyncio.to_thread(check)
+
+    async def _ready_ami(self) -> None:
+        if self.ami is None or not self.ami.connected:
+            raise ConnectionError("AMI not logged in")
+
+    async def _sample_sync_lag(self, every: float = 5.0) -> None:
+        while not self._stop.is_set():
+            try:
+                oldest = await self.ledger.oldest_unsynced()
+                self.metrics.sync_lag.set(0 if oldest is None else max(0.0, time.time() - oldest))
+            except Exception as exc:
+                log.warning("sync_lag_unknown", error=type(exc).__name__)
+            await asyncio.sleep(every)
+
+    # ------------------------------------------------------------------ drain
+    def _in_progress(self) -> list[str]:
+        """Calls this process still runs, meters, watches or owes a settlement."""
+        assert self.ctx is not None and self.meter is not None
+        ctx = self.ctx
+        return sorted(set(ctx.sessions) | set(self.meter.calls) | set(ctx.unsettled) | self._adopted)
+
+    async def drain(self, seconds: float, force: asyncio.Event | None = None) -> list[str]:
+        """Refuse new inmate calls; wait until the calls in progress are over (metered and settled) or
+        `seconds` pass (or `force` is set). Returns the calls still up: stop() ends this instance's
+        heartbeat, so another instance adopts and settles them."""
+        assert self.agi is not None
+        self.draining = True
+        self.metrics.draining.set(1)
+        self.agi.routes["inmate-call"] = refuse_draining
+        log.info("drain_started", calls=len(self._in_progress()), deadline_seconds=seconds)
+        end = time.monotonic() + seconds
+        while self._in_progress() and time.monotonic() < end and not (force and force.is_set()):
+            await asyncio.sleep(0.1)
+        left = self._in_progress()
+        if left:
+            log.warning("drain_deadline_passed", calls=len(left), call_ids=left[:100],
+                        hint="left to adoption by another instance")
+        else:
+            log.info("drain_complete")
+        return left
+
     async def stop(self, grace: float = 2.0) -> None:
         self._stop.set()
+        if self.health is not None:
+            await self.health.stop()
         if self.agi is not None:
             await self.agi.stop(grace)
             drain = getattr(self.agi.routes.get("deposit"), "drain", None)
@@ -275,9 +357,15 @@ class Controller:
         """Last resort: void holds whose lease ran out."""
         while not self._stop.is_set():
             await self.clock.sleep(self.reap_interval)
+            m = self.metrics
             try:
-                await self.ledger.reap_expired()
+                m.reaped.inc(len(await self.ledger.reap_expired()))
+                m.reaper_runs.labels("ok").inc()
+                count, earliest = await self.ledger.hold_queue()
+                m.holds_pending.set(count)
+                m.hold_overdue.set(0 if earliest is None else self.clock.now() - earliest)
             except Exception as exc:
+                m.reaper_runs.labels(type(exc).__name__).inc()
                 log.warning("reaper_failed", error=type(exc).__name__)
 
     async def _adopter(self) -> None:
@@ -316,7 +404,7 @@ class Controller:
 
         def run() -> None:
             try:
-                worker.run_forever(self._sync_stop)
+                worker.run_forever(self._sync_stop, on_synced=self.metrics.synced.inc)
             except Exception:
                 log.exception("sync_worker_failed")
 
@@ -440,3 +528,9 @@ class Controller:
         ended = state.accepted_at + 1 if state.accepted_at else self.clock.now()
         with contextlib.suppress(Exception):
             await settle_call(self.ctx, state.call_id, ended, "recovered")
+
+
+async def refuse_draining(ch: Any) -> None:
+    """A new inmate call reached a draining controller: flag it and end the session at once, so the
+    dialplan sends it to another controller (docs/asterisk.md). Nothing is held or recorded."""
+    await ch.set_variable("APC_DRAINING", "1")

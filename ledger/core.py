@@ -266,6 +266,45 @@ class Ledger:
                 previous = members
         return reaped
 
+    async def hold_queue(self) -> tuple[int, float | None]:
+        """(pending holds, earliest lease expiry in epoch seconds or None): for monitoring."""
+        count, earliest = 0, None
+        for part, keys in enumerate(self._keys):
+            slot = self._slots[part]
+            count += int(await self._t.command(slot, "ZCARD", keys.hexp))
+            first = await self._t.command(slot, "ZRANGE", keys.hexp, "0", "0", "WITHSCORES")
+            if first:
+                score = float(first[1])
+                earliest = score if earliest is None else min(earliest, score)
+        return count, earliest
+
+    async def oldest_unsynced(self, group: str = "sql-sync") -> float | None:
+        """Epoch seconds of the oldest journal entry the SQL sync has not acknowledged (None: none).
+
+        An entry is waiting while it is pending in the sync's consumer group or not yet delivered to it;
+        stream ids carry their append time in ms."""
+        oldest: int | None = None
+        for part, keys in enumerate(self._keys):
+            slot = self._slots[part]
+            try:
+                pending = await self._t.command(slot, "XPENDING", keys.journal, group)
+                info = await self._t.command(slot, "XINFO", "GROUPS", keys.journal)
+            except Exception as exc:
+                if "no such key" in str(exc).lower():
+                    continue                 # nothing journalled in this partition yet
+                raise
+            ids = [str(pending[1])] if pending and int(pending[0]) else []
+            groups = [dict(zip(g[::2], g[1::2], strict=True)) for g in info]
+            mine = next((g for g in groups if str(g.get("name")) == group), None)
+            start = f"({mine['last-delivered-id']}" if mine else "-"
+            after = await self._t.command(slot, "XRANGE", keys.journal, start, "+", "COUNT", "1")
+            if after:
+                ids.append(str(after[0][0]))
+            for sid in ids:
+                ms = int(sid.split("-", 1)[0])
+                oldest = ms if oldest is None else min(oldest, ms)
+        return None if oldest is None else oldest / 1000
+
     async def _expire(self, part: int, keys: Keys, member: str, ms: int) -> HoldState | None:
         account_id, _, hold_id = member.partition("|")
         head = self._head((keys.account(account_id), keys.journal, keys.hexp), account_id)

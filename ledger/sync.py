@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -208,11 +208,14 @@ class SyncWorker:
         return self.run_once(read_ahead=False) if self._ahead is not None else 0
 
     def run_forever(self, stop: threading.Event, *, idle_sleep: float = 0.1,
-                    max_backoff: float = 5.0) -> None:
+                    max_backoff: float = 5.0, on_synced: Callable[[int], None] | None = None) -> None:
+        """Sync until `stop`; `on_synced(n)` hears each round's count (the host's metrics)."""
         backoff = idle_sleep
         while not stop.is_set():
             try:
                 n = self.run_once()
+                if on_synced is not None and n:
+                    on_synced(n)
                 backoff = idle_sleep
                 if n == 0:
                     stop.wait(idle_sleep)

@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -136,6 +137,7 @@ class AGIChannel:
         self._input_end: asyncio.Future[None] | None = None
         self._bound_log: Any = None
         self._debug: bool | None = None  # debug logging on? checked once per session
+        self.opened = time.monotonic()    # env block complete: authorization latency runs from here
 
     @property
     def _log(self) -> Any:
@@ -230,6 +232,7 @@ class AGIChannel:
         closed connection; AGIError on any other non-200 reply; AGITimeout (the session is then aborted).
         """
         line = encode_command(command, *args)
+        timing = self._conn.server.timing
         async with self._lock:
             if self._broken:
                 raise AGIHangup(f"session unusable: {self._broken}")
@@ -243,6 +246,10 @@ class AGIChannel:
             wait = self._deadlines.for_command(command, args) if timeout is None else timeout
             if self.hungup:
                 wait = min(wait, self._deadlines.reply)
+            t0 = time.monotonic()
+            dial = command == "EXEC" and bool(args) and args[0] == "Dial"
+            if timing is not None and dial:
+                timing.dial(t0 - self.opened)
             try:
                 async with asyncio.timeout(wait) as self._deadline:
                     self._transport.write(line)
@@ -266,6 +273,8 @@ class AGIChannel:
                 self._deadline = None
                 if self._pending is fut:
                     self._pending = None
+        if timing is not None and not dial:       # Dial lasts as long as the call: not a latency
+            timing.command(_label(command, args), time.monotonic() - t0)
         if not sensitive:
             self._log_debug("agi.reply", reply=reply)
         if reply.code == 511:
@@ -716,6 +725,13 @@ class _AGIConnection(asyncio.Protocol):
             await asyncio.shield(self._lost_waiter)
 
 
+class CommandTiming(Protocol):
+    """Where command latencies go: by command word (EXEC's application), never an argument."""
+
+    def command(self, label: str, seconds: float) -> None: ...
+    def dial(self, since_env: float) -> None: ...
+
+
 class AGIServer:
     """FastAGI listener: allow-list, env block with a deadline, routing by script name."""
 
@@ -740,6 +756,7 @@ class AGIServer:
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
         self._env_pending: set[_AGIConnection] = set()
+        self.timing: CommandTiming | None = None   # latency hook (the controller's metrics)
         self.refused = 0
         self.rejected = 0
         self.vanished = 0       # closed or reset by the peer before it sent anything

@@ -47,6 +47,9 @@ class Settings:
     deposit_max_cents: int = 30_000          # per deposit; at least $50 must be accepted (47 CFR 64.6100)
     holder_code_sender: str = ""             # one-time codes to numbers: "dev" logs them (development only)
     holder_code_secret: str = field(default="", repr=False)  # HMAC key of stored codes; empty: no codes
+    metrics_bind: str = ""                   # host:port of /metrics, /healthz, /readyz; empty: off
+    drain_seconds: int = 600                 # SIGTERM: how long calls in progress may run on before exit
+    roster_poll_seconds: int = 5             # how often a controller looks for a newer SQL roster
 
     @property
     def sqlalchemy_url(self) -> str:
