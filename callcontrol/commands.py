@@ -62,15 +62,16 @@ async def _serve(args: argparse.Namespace, settings: Settings, redis_url: str) -
     await controller.start()
     runtime.tune_gc()
     log.info("controller_capacity", fd_limit=fds, hint="each call in progress holds one FastAGI socket")
-    stop = asyncio.Event()
+    stop, force = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):     # first: drain; a second one: stop draining now
+        loop.add_signal_handler(sig, lambda: force.set() if stop.is_set() else stop.set())
     print(f"callcontrol: serving FastAGI on port {controller.agi_port} (instance {controller.instance})",
           flush=True)
     await stop.wait()
     log.info("controller_stopping")
-    await controller.stop(grace=10.0)
+    left = await controller.drain(settings.drain_seconds, force)
+    await controller.stop(grace=0.5 if left else 10.0)
     return 0
 
 

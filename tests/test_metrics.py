@@ -70,8 +70,8 @@ def test_metrics_move_while_calls_run_and_readyz_names_what_fails(tmp_path: Path
             await stack.stop()
         assert sample(after, "advancepay_calls_in_progress") == 0
         assert sample(after, "advancepay_call_setups_total", outcome="completed", reason="") == 1
-        assert sum(float(v) for v in re.findall(r'advancepay_call_setups_total\{outcome="denied",[^}]*\} (\S+)',
-                                                 after)) == 1
+        denied_total = r'advancepay_call_setups_total\{outcome="denied",[^}]*\} (\S+)'
+        assert sum(float(v) for v in re.findall(denied_total, after)) == 1
         assert sample(after, "advancepay_authorization_seconds_count") == 1      # one call reached Dial
         assert sample(after, "advancepay_agi_command_seconds_count", command="GET DATA") >= 2
         assert sample(after, "advancepay_agi_command_seconds_count", command="EXEC Dial") == 0
@@ -86,7 +86,7 @@ def test_metrics_move_while_calls_run_and_readyz_names_what_fails(tmp_path: Path
     asyncio.run(go())
 
 
-def test_readyz_is_503_naming_redis_when_it_is_gone_and_while_draining(tmp_path: Path, redis_url: str) -> None:
+def test_readyz_is_503_naming_what_fails_and_while_draining(tmp_path: Path, redis_url: str) -> None:
     async def go() -> None:
         base = settings(tmp_path, metrics_bind="127.0.0.1:0")
         stack = Stack(base, redis_url, scale=SCALE, start_at=DEMO_START,
