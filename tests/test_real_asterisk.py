@@ -65,8 +65,11 @@ def scenarios() -> dict[str, Scenario]:
         "no_answer": Scenario("3125551298", Party(inmate("3125551298", next(n)))),
         "busy": Scenario("3125551299", Party(inmate("3125551299", next(n)))),
         "unavailable": Scenario("3125551297", Party(inmate("3125551297", next(n)))),
-        "no_account": Scenario("3125551205", Party(inmate("3125551205", next(n))), funds=None),
-        "insufficient": Scenario("3125551206", Party(inmate("3125551206", next(n))), funds=5),
+        # FAC-07 offers an unfunded number to pay for one call (the sandbox gateway is configured here)
+        "one_call_paid": Scenario("3125551205", Party(inmate("3125551205", next(n))),
+                                  Party(["1", f"{VISA}#", EXPIRY, f"{CVV}#", ZIP], talk=3), funds=None),
+        "one_call_refused": Scenario("3125551206", Party(inmate("3125551206", next(n))), Party(["2"]),
+                                     funds=5),
         "limit_cut": Scenario("3125551207", Party(inmate("3125551207", next(n))), Party(["1"]), funds=18),
         "silent": Scenario("3125551208", Party(inmate("3125551208", next(n))),
                            Party([SILENCE, SILENCE, SILENCE])),
@@ -86,7 +89,8 @@ def scenarios() -> dict[str, Scenario]:
 
 RACE = "3125551213"             # two stations, one minute of funds
 DEPOSITOR = "3125551220"        # funds their account at FAC-07 on the 800 line during phase one
-VISA, EXPIRY, CVV = "4111111111111111", "1230", "739"
+VISA, EXPIRY, CVV, ZIP = "4111111111111111", "1230", "739", "60601"
+UNFUNDED = {"no_account": ("3125551240", None), "insufficient": ("3125551241", 5)}   # site without a gateway
 ADOPTED = "3125551230"          # phase two: the controller dies mid-call, another adopts the call
 
 
@@ -172,8 +176,10 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RealWorld
     """Two sites side by side (an Asterisk boots in a fraction of a second): phase one's many calls on
     one, the controller killed mid-call on the other, so the two phases run at the same time."""
     binary = _asterisk()
-    both = tuple(RealWorld(binary, tmp_path_factory.mktemp(name), CALLCONTROL_RING_TIMEOUT=str(RING))
-                 for name in ("calls", "crash"))
+    calls = RealWorld(binary, tmp_path_factory.mktemp("calls"), CALLCONTROL_RING_TIMEOUT=str(RING))
+    crash = RealWorld(binary, tmp_path_factory.mktemp("crash"), CALLCONTROL_RING_TIMEOUT=str(RING),
+                      CALLCONTROL_PAYMENT_GATEWAY="")     # no card can be taken: unfunded calls are refused
+    both = (calls, crash)
     try:
         for world in both:
             world.start()
@@ -198,6 +204,12 @@ def site(phases: tuple[Site, Adoption]) -> Site:
 @pytest.fixture(scope="module")
 def adoption(phases: tuple[Site, Adoption]) -> Adoption:
     return phases[1]
+
+
+def harness_free(lines: list[str]) -> list[str]:
+    """Asterisk's log without the test dialplan's own lines: its handset and recipients key card
+    numbers with SendDTMF, which a real phone never logs."""
+    return [ln for ln in lines if "@handset:" not in ln and "@default:" not in ln]
 
 
 def record(site: Site, name: str) -> dict[str, Any]:
@@ -246,14 +258,34 @@ def test_refused_blocked_and_unanswered_calls_cost_nothing(site: Site) -> None:
         assert call is not None and call.bridged_at is None
 
 
-def test_unfunded_and_denied_calls_never_dial(site: Site) -> None:
-    assert outcome(site, "no_account") == ("unfunded", "no_account")
-    assert outcome(site, "insufficient") == ("unfunded", "insufficient_funds")
+def test_denied_calls_never_dial(site: Site) -> None:
     assert outcome(site, "facility_block") == ("denied", "blocked_facility")
-    untouched(site, "insufficient")
-    for name in ("no_account", "insufficient", "facility_block"):
-        call = site.results[name].call
-        assert call is not None and not any(c.startswith("EXEC Dial") for c in call.handset.heard)
+    call = site.results["facility_block"].call
+    assert call is not None and not any(c.startswith("EXEC Dial") for c in call.handset.heard)
+
+
+def test_unfunded_calls_never_dial_where_no_card_can_be_taken(adoption: Adoption) -> None:
+    # The second site has no payment gateway: an unfunded number is refused before dialling.
+    assert adoption.unfunded["no_account"][0] == ("unfunded", "no_account")
+    assert adoption.unfunded["insufficient"][0] == ("unfunded", "insufficient_funds")
+    for _, heard, _balance in adoption.unfunded.values():
+        assert not any(c.startswith("EXEC Dial") for c in heard)
+    assert adoption.unfunded["insufficient"][2] == (5, 0)
+
+
+def test_a_recipient_pays_for_one_call_by_card_and_only_its_cost_is_charged(site: Site) -> None:
+    rec = record(site, "one_call_paid")
+    assert rec["outcome"] == "completed" and 2 <= rec["billed_seconds"] <= 6 and rec["amount"] == 9
+    call = site.results["one_call_paid"].call
+    assert call is not None and call.bridged_at is not None
+    assert any("m(advancepay-hold-en)" in c for c in call.handset.heard)      # the inmate heard "please hold"
+    # nothing of the card in any log; no family account was opened for the number
+    assert VISA not in site.world.logs() + "\n".join(harness_free(site.world.asterisk.messages()))
+
+
+def test_a_recipient_who_refuses_to_pay_leaves_everything_as_it_was(site: Site) -> None:
+    assert outcome(site, "one_call_refused")[0] == "refused"
+    untouched(site, "one_call_refused")
 
 
 def test_wrong_pin_three_times_is_denied(site: Site) -> None:
@@ -284,7 +316,10 @@ def test_two_stations_racing_for_one_minute_connect_once(site: Site) -> None:
     bal = site.balances["race"]
     assert bal.posted == 0 and bal.held == 0
     race = [r for r in site.world.call_records() if r["number_e164"] == "+1" + RACE]
-    assert sorted(r["outcome"] for r in race) == ["completed", "unfunded"]
+    # The loser is short of a minute: at FAC-07 its recipient is offered to pay by card, keys none,
+    # and the attempt ends refused; nothing more is charged either way.
+    outcomes = sorted(r["outcome"] for r in race)
+    assert outcomes[0] == "completed" and outcomes[1] in ("refused", "unfunded"), outcomes
     assert sum(r["amount"] for r in race) == 9
 
 
@@ -353,7 +388,7 @@ def test_deposit_line_posts_once_and_keeps_no_card_data(site: Site) -> None:
     heard = site.deposit.handset.heard
     assert site.deposit_balance.posted == 100 + 2500, (site.deposit_balance, heard)
     # Asterisk's log minus the test handset's own dialplan lines (it keys the card with SendDTMF)
-    switch_log = [ln for ln in site.world.asterisk.messages() if "@handset:" not in ln]
+    switch_log = harness_free(site.world.asterisk.messages())
     logs = site.world.logs() + "\n".join(switch_log)
     assert VISA not in logs and VISA[-8:] not in logs
     assert f"={EXPIRY}" not in logs and f"={CVV}" not in logs and f" {CVV} " not in logs
@@ -367,6 +402,7 @@ class Adoption:
     balance: Any
     adopter_log: str
     world: RealWorld
+    unfunded: dict[str, tuple[tuple[str, str], list[str], tuple[int, int]]]
 
 
 async def _phase_two(world: RealWorld) -> Adoption:
@@ -383,16 +419,28 @@ async def _phase_two(world: RealWorld) -> Adoption:
         await asyncio.sleep(3)
         world.controller.kill()
         adopter = world.start_controller()
+        accounts = {name: await _seed(ledger, number, cents, name)
+                    for name, (number, cents) in UNFUNDED.items()}
+        denied = {name: await sw.place(f"07{20 + i}", Party(inmate(number, 1060 + i)))
+                  for i, (name, (number, _)) in enumerate(UNFUNDED.items())}
         await asyncio.sleep(max(0.0, call.bridged_at + 70 - time.monotonic()))
         call_id = next(c.split()[-1] for c in call.handset.heard if c.startswith("SET VARIABLE CALL_ID"))
         hold = await ledger.hold_info(account, call_id)       # before the call ends: metered by whom?
-        await asyncio.wait_for(call.done.wait(), 60)
+        ends = [call.done.wait(), *(c.done.wait() for c in denied.values())]
+        await asyncio.wait_for(asyncio.gather(*ends), 60)
     await asyncio.sleep(2.0)
     records = [r for r in world.call_records() if r["number_e164"] == "+1" + ADOPTED]
     assert len(records) == 1, records
+    by_number = {r["number_e164"]: r for r in world.call_records()}
+    unfunded = {}
+    for name, (number, _) in UNFUNDED.items():
+        rec = by_number["+1" + number]
+        bal = await ledger.balance(accounts[name]) if accounts[name] else None
+        unfunded[name] = ((rec["outcome"], rec["reason"]), denied[name].handset.heard,
+                          (bal.posted, bal.held) if bal else (0, 0))
     balance = await ledger.balance(account)
     await ledger.close()
-    return Adoption(call, hold.captured if hold else 0, records[0], balance, adopter.log(), world)
+    return Adoption(call, hold.captured if hold else 0, records[0], balance, adopter.log(), world, unfunded)
 
 
 def test_a_killed_controllers_call_is_adopted_metered_and_settled_once(adoption: Adoption) -> None:
