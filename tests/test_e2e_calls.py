@@ -37,8 +37,9 @@ def test_accepted_call_is_billed_from_acceptance(tmp_path: Path, redis_url: str)
             assert rec["outcome"] == "completed" and rec["recorded"] and not rec["privileged"]
             # Billing starts at acceptance, stored after the call_accepted prompt and just before the
             # bridge: the 150 s of talk, not the ~20 s of screening or the prompt (ANSWEREDTIME would
-            # include those).
-            assert 150 <= rec["billed_seconds"] <= 151
+            # include those). At this time scale 5 ms of event-loop delay is a simulated second, so a
+            # busy box may add one or two.
+            assert 150 <= rec["billed_seconds"] <= 153
             assert rec["amount"] == 26                                # 3 minutes at 8.56 c
             assert await h.posted(account) == 500 - 26
             assert await h.available(account) == 500 - 26            # hold released
