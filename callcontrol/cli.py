@@ -22,6 +22,7 @@ COMMAND_MODULES: dict[str, dict[str, Any]] = {
     "holders.cli": {"open_redis": redis_url},
     "rating.cli": {},
     "callcontrol.commands": {},
+    "callcontrol.roster.cli": {},
 }
 
 

@@ -91,6 +91,7 @@ class Controller:
         self.metrics = Metrics()
         self.health: HealthServer | None = None
         self.draining = False
+        self._roster_engine: Any = None
 
     @property
     def agi_port(self) -> int:
@@ -142,6 +143,9 @@ class Controller:
             self._start_sync()
         if s.metrics_bind:
             await self._start_health(s.metrics_bind)
+        if self._policy is None:                 # the SQL roster overrides the TOML one (docs/operations.md)
+            await self._reload_roster(policy, {})
+            self._tasks.append(asyncio.create_task(self._roster_poll(policy), name="roster"))
         await self.recover()
         log.info("controller_started", instance=self.instance, agi_port=self.agi.port,
                  ami=bool(self.ami), sync=self.run_sync)
@@ -192,6 +196,34 @@ class Controller:
                 log.warning("sync_lag_unknown", error=type(exc).__name__)
             await asyncio.sleep(every)
 
+    async def _roster_poll(self, policy: Policy) -> None:
+        seen: dict[str, int] = {}
+        while not self._stop.is_set():
+            seen = await self._reload_roster(policy, seen)
+            await asyncio.sleep(self.settings.roster_poll_seconds)
+
+    async def _reload_roster(self, policy: Policy, seen: dict[str, int]) -> dict[str, int]:
+        """Apply the facilities whose roster version moved; one small query when none did."""
+        from callcontrol.roster import store
+        from ledger.sql import make_engine
+
+        def fetch() -> tuple[dict[str, int], dict[str, Any]]:
+            engine = self._roster_engine = self._roster_engine or make_engine(self.sql_url)
+            if not seen:
+                store.migrate(self.sql_url)
+            now = store.current_versions(engine)
+            return now, {f: store.load(engine, f) for f, v in now.items() if seen.get(f) != v}
+
+        try:
+            now, changed = await asyncio.to_thread(fetch)
+        except Exception as exc:
+            log.warning("roster_unavailable", error=type(exc).__name__)   # keep the roster we have
+            return seen
+        for facility_id, roster in changed.items():
+            policy.apply_roster(facility_id, roster)
+            log.info("roster_loaded", facility_id=facility_id, version=now[facility_id], inmates=len(roster))
+        return now
+
     # ------------------------------------------------------------------ drain
     def _in_progress(self) -> list[str]:
         """Calls this process still runs, meters, watches or owes a settlement."""
@@ -241,6 +273,8 @@ class Controller:
             await asyncio.to_thread(self._sync_thread.join, 10)
             with contextlib.suppress(Exception):
                 self._sync_worker.close()
+        if self._roster_engine is not None:
+            self._roster_engine.dispose()
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.end_heartbeat(self.instance)

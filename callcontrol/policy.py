@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import secrets
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,11 @@ def hash_pin(pin: str, *, salt: bytes | None = None, n: int = DEFAULT_SCRYPT_N, 
     salt = salt or secrets.token_bytes(16)
     digest = hashlib.scrypt(pin.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
     return f"scrypt${n}${r}${p}${salt.hex()}${digest.hex()}"
+
+
+def is_pin_hash(text: str) -> bool:
+    """A stored PIN in one of the accepted schemes (never a PIN itself)."""
+    return text.startswith(("scrypt$", "pbkdf2_sha256$")) and len(text.split("$")) in (4, 6)
 
 
 def check_pin_hash(pin: str, stored: str) -> bool:
@@ -104,6 +109,7 @@ class Policy:
     def __init__(self, facilities: dict[str, FacilityPolicy], privileged: frozenset[str] = frozenset()):
         self.facilities = facilities
         self.global_privileged = privileged
+        self._files = dict(facilities)       # as the TOML files say, before any SQL roster
         # Successful PIN checks, keyed by an HMAC under a per-process random key: a repeat call by the
         # same inmate skips the deliberately slow KDF; the cache is useless outside this process.
         self._cache_key = secrets.token_bytes(32)
@@ -153,6 +159,21 @@ class Policy:
             privileged_numbers=_numbers(data.get("privileged_numbers"), f"{path}: privileged_numbers"),
             inmates=inmates,
         )
+
+    def apply_roster(self, facility_id: str, roster: dict[str, Inmate]) -> None:
+        """Lay a facility's SQL roster over its TOML inmates: an inmate number in SQL replaces the TOML
+        entry (keeping the TOML PIN hash when SQL has none); TOML inmates absent from SQL stay. A
+        facility with no TOML file gets the default policy. Verified PINs are forgotten (a new PIN or
+        a release counts from the next call)."""
+        base = self._files.get(facility_id) or FacilityPolicy(facility_id=facility_id)
+        merged = dict(base.inmates)
+        for number, inmate in roster.items():
+            old = base.inmates.get(number)
+            if not inmate.pin_hash and old is not None:
+                inmate = replace(inmate, pin_hash=old.pin_hash)
+            merged[number] = replace(inmate, allowed_only=old.allowed_only if old else False)
+        self.facilities = {**self.facilities, facility_id: replace(base, inmates=merged)}
+        self._verified = {k: v for k, v in self._verified.items() if k[0] != facility_id}
 
     def facility(self, facility_id: str) -> FacilityPolicy | None:
         return self.facilities.get(facility_id)

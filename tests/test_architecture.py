@@ -73,6 +73,14 @@ def test_the_asterisk_edge_knows_nothing_of_billing() -> None:
     assert violations(modules("callcontrol/asterisk"), billing) == []
 
 
+def test_the_roster_knows_nothing_of_calls_or_asterisk() -> None:
+    edges = ("callcontrol.asterisk", "callcontrol.flows", "callcontrol.deposit", "callcontrol.sim",
+             "callcontrol.controller", "payments", "holders")
+    assert violations(modules("callcontrol/roster"), edges) == []
+    assert violations({"callcontrol.policy": modules("callcontrol")["callcontrol.policy"]},
+                      ("callcontrol.roster",)) == []     # policy stays pure: the controller applies SQL
+
+
 def test_production_modules_do_not_import_the_simulator() -> None:
     found = {name: imps for name, imps in modules("callcontrol").items()
              if not within(name, "callcontrol.sim") and name != "callcontrol.commands"}   # the demo's home

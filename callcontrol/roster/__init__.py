@@ -1,0 +1,1 @@
+"""Inmate rosters from a facility's jail-management export, kept in SQL and read by running controllers."""
