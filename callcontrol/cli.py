@@ -20,6 +20,7 @@ from callcontrol.platform.runtime import redis_url
 COMMAND_MODULES: dict[str, dict[str, Any]] = {
     "ledger.cli": {"open_redis": redis_url},
     "holders.cli": {"open_redis": redis_url},
+    "notify.cli": {},
     "rating.cli": {},
     "callcontrol.commands": {},
     "callcontrol.roster.cli": {},

@@ -115,6 +115,9 @@ class Controller:
             store=self.store, meter=self.meter, speech=speech, instance=self.instance,
             names_dir=self.names_dir or "", screening_margin=self.screening_margin,
         )
+        if s.notify_unfunded_hours > 0:
+            from callcontrol.notices import UnfundedNotices
+            self.ctx.unfunded_notice = UnfundedNotices(self.sql_url, s.notify_unfunded_hours)
         routes: dict[str, Handler] = {
             "inmate-call": partial(inmate_call, self.ctx),
             "screen": partial(screen, self.ctx),
@@ -260,6 +263,11 @@ class Controller:
             drain = getattr(self.agi.routes.get("deposit"), "drain", None)
             if drain is not None:           # card charges run on after their call: let them finish
                 await drain()
+        notices = getattr(self.ctx, "unfunded_notice", None)
+        if notices is not None:             # notices being written: a moment, then the engine goes
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(notices.drain(), 5)
+            notices.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

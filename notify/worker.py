@@ -19,12 +19,14 @@ from sqlalchemy import Engine
 
 from notify import outbox, rules
 from notify.channels import FAILED, OPTED_OUT, RETRY, SENT, UNKNOWN, Channel, Outcome, Outgoing
+from notify.journal import derive_ledger_events
 from notify.model import EMAIL, QUIET_CHANNELS, UNFUNDED_ATTEMPT, RecipientDirectory
 from notify.templates import render
 from notify.unsubscribe import url as unsubscribe_url
 
 log = structlog.get_logger()
 HOUR_MS = 3_600_000
+LEDGER_LOOKBACK_MS = 24 * HOUR_MS      # a receipt a day late is still worth sending; older is not
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,13 @@ class NotifyConfig:
 class Worker:
     def __init__(self, engine: Engine, directory: RecipientDirectory, channels: Mapping[str, Channel],
                  config: NotifyConfig | None = None, *, clock: Callable[[], float] = time.time,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, ledger_events: bool = False) -> None:
         self.engine = engine
         self.directory = directory
         self.channels = dict(channels)
         self.config = config or NotifyConfig()
         self.clock = clock
+        self.ledger_events = ledger_events      # derive deposit/refund events from the synced journal
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     def _now(self) -> int:
@@ -56,6 +59,8 @@ class Worker:
 
     def _tx_fan_out(self) -> int:
         with self.engine.begin() as conn:
+            if self.ledger_events:
+                derive_ledger_events(conn, since_ms=self._now() - LEDGER_LOOKBACK_MS)
             return outbox.fan_out(conn, self.directory, at_ms=self._now(),
                                   fallback_to_number=(UNFUNDED_ATTEMPT,))
 

@@ -57,6 +57,8 @@ class FlowContext:
     screen_tries: int = 3
     # called with every call record written (demo narration, tests); None in production
     on_record: Callable[[dict[str, Any]], None] | None = None
+    # schedules the unfunded-attempt notice without waiting (callcontrol/notices.py); None: no notices
+    unfunded_notice: Callable[..., None] | None = None
     # call_id -> done event of an inmate session running on this process
     sessions: dict[str, asyncio.Event] = field(default_factory=dict)
     # caller channel -> call id, for calls this process meters without a session (recovered)

@@ -140,11 +140,26 @@ async def inmate_call(ctx: FlowContext, ch: Channel) -> None:
 
 async def _deny(ctx: FlowContext, ch: Channel, att: Attempt, denial: Denial) -> None:
     await record(ctx, att.call_id, att.record_fields(denial.outcome, denial.reason, ctx.clock.now()))
+    if denial in (decisions.NO_ACCOUNT, decisions.INSUFFICIENT_FUNDS) and ctx.unfunded_notice and att.e164:
+        _notify_unfunded(ctx, att)
     try:
         await _play(ctx, ch, att.lang, denial.prompt, "goodbye")
         await ch.hangup()
     except (AGIHangup, AGIError):
         pass
+
+
+def _notify_unfunded(ctx: FlowContext, att: Attempt) -> None:
+    """Fire and forget: the notice is scheduled, never awaited, and cannot fail the call."""
+    try:
+        facility = ctx.catalog.facility(att.facility_id)
+        assert ctx.unfunded_notice is not None
+        ctx.unfunded_notice(att.facility_id, att.e164, ctx.clock.now(), privileged=att.privileged,
+                            facility_name=str(getattr(facility, "name", "") or att.facility_id),
+                            language=att.lang if att.lang in ("en", "es") else "en",
+                            time_zone=str(getattr(facility, "tz", "UTC")))
+    except Exception as exc:
+        log.warning("unfunded_notice_not_scheduled", error=type(exc).__name__)
 
 
 async def _run(ctx: FlowContext, ch: Channel, att: Attempt, bound: Any) -> None:

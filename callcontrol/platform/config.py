@@ -50,6 +50,22 @@ class Settings:
     metrics_bind: str = ""                   # host:port of /metrics, /healthz, /readyz; empty: off
     drain_seconds: int = 600                 # SIGTERM: how long calls in progress may run on before exit
     roster_poll_seconds: int = 5             # how often a controller looks for a newer SQL roster
+    notify_sms_provider: str = ""            # twilio | webhook; empty: no SMS (docs/notifications.md)
+    notify_sms_url: str = "https://api.twilio.com"   # Twilio's API base, or the webhook's URL
+    notify_sms_account: str = ""             # Twilio Account SID
+    notify_sms_token: str = field(default="", repr=False)    # Twilio auth token / webhook bearer token
+    notify_sms_from: str = ""                # sender number (E.164) or Messaging Service SID (MG...)
+    notify_smtp_host: str = ""               # empty: no email
+    notify_smtp_port: int = 587
+    notify_smtp_user: str = ""
+    notify_smtp_password: str = field(default="", repr=False)
+    notify_smtp_starttls: int = 1            # 1: STARTTLS before AUTH; 0 only for a loopback relay
+    notify_email_from: str = "AdvancePay <alerts@localhost>"
+    notify_unsubscribe_url: str = ""         # base of the signed unsubscribe link (the web page)
+    notify_unsubscribe_secret: str = field(default="", repr=False)   # HMAC key of unsubscribe tokens
+    notify_rate_per_hour: int = 5            # messages per channel and address per hour
+    notify_unfunded_hours: int = 24          # at most one unfunded-attempt notice per number and facility
+    notify_help_number: str = ""             # the 800 number in texts and HELP replies
 
     @property
     def sqlalchemy_url(self) -> str:
