@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DOMAIN = ("rating", "ledger", "payments", "holders", "callcontrol")
+DOMAIN = ("rating", "ledger", "payments", "holders", "notify", "callcontrol")
 
 
 def module_name(path: Path) -> str:
@@ -66,6 +66,10 @@ def test_payments_never_imports_callcontrol() -> None:
 
 def test_holders_never_import_the_edges() -> None:
     assert violations(modules("holders"), ("callcontrol", "web")) == []
+
+
+def test_notify_never_imports_the_edges() -> None:
+    assert violations(modules("notify"), ("callcontrol", "web")) == []
 
 
 def test_the_asterisk_edge_knows_nothing_of_billing() -> None:
