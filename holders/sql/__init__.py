@@ -7,12 +7,20 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from holders.sql.schema import holder_accounts, holder_codes, holders, metadata
+from holders.sql.schema import (
+    autoreload_reloads,
+    autoreload_settings,
+    holder_accounts,
+    holder_codes,
+    holders,
+    metadata,
+)
 from ledger.sql import make_engine as _ledger_engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
-__all__ = ["holder_accounts", "holder_codes", "holders", "make_engine", "metadata", "migrate"]
+__all__ = ["autoreload_reloads", "autoreload_settings", "holder_accounts", "holder_codes", "holders",
+           "make_engine", "metadata", "migrate"]
 
 
 def make_engine(url: str) -> Engine:

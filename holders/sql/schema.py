@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -68,4 +69,44 @@ holder_codes = Table(
     Column("used_ts", BigInteger, nullable=True),
     Index("ix_holder_codes_number_created", "number_e164", "created_ts"),
     Index("ix_holder_codes_holder_created", "holder_id", "created_ts"),
+)
+
+# AutoReload (holders/autoreload.py): one settings row per account. `since_ts` is when the current
+# settings began: crossings before it are not reloaded. `declines` counts declines in a row.
+autoreload_settings = Table(
+    "autoreload_settings", metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("holder_id", String(40), ForeignKey("holders.holder_id"), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("threshold_cents", BigInteger, nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("method_id", String(64), nullable=False),
+    Column("declines", Integer, nullable=False),
+    Column("since_ts", BigInteger, nullable=False),
+    Column("off_reason", String(200), nullable=False),
+    Column("off_ts", BigInteger, nullable=True),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_ts", BigInteger, nullable=False),
+)
+
+# One row per balance crossing (holders/reloads.py): the unique (account, crossing op) is what makes it
+# one reload per crossing; `charge_key` is the stored charge's idempotency key of the current attempt.
+autoreload_reloads = Table(
+    "autoreload_reloads", metadata,
+    Column("reload_key", String(40), primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("crossing_op_id", String(160), nullable=False),
+    Column("crossing_ts", BigInteger, nullable=False),
+    Column("holder_id", String(40), nullable=False),
+    Column("method_id", String(64), nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("state", String(12), nullable=False),     # due charging posted declined failed skipped
+    Column("attempt", Integer, nullable=False),
+    Column("charge_key", String(60), nullable=False),
+    Column("due_ts", BigInteger, nullable=False),    # due: next attempt; charging: lease end
+    Column("reason", String(200), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("updated_ts", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "crossing_op_id", name="uq_autoreload_reloads_crossing"),
+    Index("ix_autoreload_reloads_due", "state", "due_ts"),
 )
