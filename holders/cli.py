@@ -217,6 +217,48 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- AutoReload -------------------------------------------------------------------------------------
+def _autoreload_view(st: Any) -> tuple[dict[str, Any], str]:
+    if st is None:
+        return {"autoreload": None}, "AutoReload: never set"
+    data = dataclasses.asdict(st)
+    text = "\n".join(f"{k:<10} {v}" for k, v in (
+        ("account", st.account_id), ("enabled", "yes" if st.enabled else "no"),
+        ("threshold", fmt_cents(st.threshold_cents)), ("amount", fmt_cents(st.amount_cents)),
+        ("method", st.method_id), ("declines", f"{st.declines} in a row"),
+        ("off", f"{st.off_reason} at {_when(st.off_ts)} UTC" if st.off_ts else "-"),
+        ("changed", f"{_when(st.updated_ts)} UTC by {st.updated_by}")))
+    return data, text
+
+
+def _autoreload(settings: Settings) -> Iterator[Any]:
+    from holders.autoreload import AutoReload, Limits
+    from holders.sql import make_engine, migrate
+    from payments.sql import migrate as payments_migrate
+    migrate(settings.sqlalchemy_url)
+    payments_migrate(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        yield AutoReload(engine, Limits(max_cents=int(getattr(settings, "deposit_max_cents", 30_000))))
+    finally:
+        engine.dispose()
+
+
+def cmd_autoreload(args: argparse.Namespace, settings: Settings) -> int:
+    with contextmanager(_autoreload)(settings) as auto:
+        actor = _actor(args)
+        if args.autoreload_action == "show":
+            st = auto.show(actor, args.holder, args.account)
+        elif args.autoreload_action == "off":
+            st = auto.off(actor, args.holder, args.account, args.reason)
+        else:
+            st = auto.set(actor, args.holder, args.account, threshold_cents=args.threshold,
+                          amount_cents=args.amount, method_id=args.method)
+    data, text = _autoreload_view(st)
+    _emit(args, data, text)
+    return 0
+
+
 Handler = Callable[[argparse.Namespace, Any], int]
 
 
@@ -278,3 +320,11 @@ def register(subparsers: Any, open_redis: OpenRedis | None = None) -> None:
         p.add_argument("number", help="the account's called number, E.164")
         if name == "claim":
             p.add_argument("--channel", default="sms", choices=list(CHANNELS))
+    p = add("autoreload", cmd_autoreload, "AutoReload of one account: show, set (switch on), off")
+    p.add_argument("autoreload_action", choices=["show", "set", "off"])
+    p.add_argument("holder")
+    p.add_argument("account", help="the account id (ap_...)")
+    p.add_argument("--threshold", type=int, help="reload when the balance falls below this, in cents")
+    p.add_argument("--amount", type=int, help="cents charged to the card per reload")
+    p.add_argument("--method", help="the holder's stored payment method id (pm_...)")
+    p.add_argument("--reason", default="", help="why it is switched off (off)")

@@ -350,3 +350,28 @@ def test_a_phone_deposit_before_the_retry_makes_it_unneeded(world: World) -> Non
     assert [(r.state, r.reason) for r in asyncio.run(w.run())] == [("skipped", "balance_restored")]
     st = w.auto.show(STAFF, w.holder, w.account)
     assert st is not None and st.enabled and st.declines == 1
+
+
+# --- CLI -----------------------------------------------------------------------------------------------
+def test_support_cli_shows_sets_and_switches_off(world: World, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from callcontrol.cli import main
+    w = world
+    for name, value in (("REDIS_URL", w.redis_url), ("DATABASE_URL", w.sql_url), ("LOG_FORMAT", "json")):
+        monkeypatch.setenv("CALLCONTROL_" + name, value)
+    monkeypatch.delenv("CALLCONTROL_CONFIG", raising=False)
+    card = w.card(w.holder)
+
+    def cli(*argv: str) -> tuple[int, Any]:
+        capsys.readouterr()
+        rc = main(["holders", "autoreload", *argv, "--json"])
+        out = capsys.readouterr().out
+        return rc, json.loads(out) if rc == 0 else None
+    assert cli("show", w.holder, w.account) == (0, {"autoreload": None})
+    assert cli("set", w.holder, w.account, "--threshold", "1000", "--amount", "50", "--method", card)[0] == 2
+    rc, got = cli("set", w.holder, w.account, "--threshold", "1000", "--amount", "2500", "--method", card)
+    assert rc == 0 and got["enabled"] and got["amount_cents"] == 2500
+    assert got["updated_by"].startswith("staff:")
+    rc, got = cli("off", w.holder, w.account, "--reason", "holder asked by phone")
+    assert rc == 0 and not got["enabled"] and got["off_reason"] == "holder asked by phone"
+    assert cli("show", "h_nobody", w.account)[0] == 1
