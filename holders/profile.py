@@ -27,11 +27,20 @@ class Holder:
     status: str
     created_ts: int
     updated_ts: int
+    address: str = ""        # postal address, for a refund owed by check; "" unknown
 
 
 def check_name(value: object) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 200 or _CONTROL.search(value):
         raise BadInput("name: 1-200 printable characters")
+    return value.strip()
+
+
+def check_address(value: object) -> str:
+    """A postal address: 1-400 characters, lines separated by newlines, no other control characters."""
+    if not isinstance(value, str) or not value.strip() or len(value) > 400 or any(
+            _CONTROL.search(line) for line in value.strip().split("\n")):
+        raise BadInput("address: 1-400 printable characters (lines separated by newlines)")
     return value.strip()
 
 

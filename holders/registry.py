@@ -34,6 +34,7 @@ from holders.history import Event, events
 from holders.ledgerport import AccountLedger
 from holders.profile import (
     Holder,
+    check_address,
     check_email,
     check_language,
     check_name,
@@ -67,7 +68,7 @@ class Link:
 
 def _holder(row: Any) -> Holder:
     return Holder(row.holder_id, row.name, row.email, row.mobile_e164, row.language, row.time_zone,
-                  row.status, int(row.created_ts), int(row.updated_ts))
+                  row.status, int(row.created_ts), int(row.updated_ts), row.address or "")
 
 
 def _account(facility_id: object, number: object) -> tuple[str, str, str]:
@@ -93,13 +94,14 @@ class Registry:
 
     # --- profile -----------------------------------------------------------------------------------
     def create(self, actor: Actor, *, name: str, email: str, mobile: str, language: str = "en",
-               time_zone: str = "America/Chicago") -> Holder:
+               time_zone: str = "America/Chicago", address: str | None = None) -> Holder:
         actor.check_support("create")
         now = self._now()
         row = {"holder_id": "h_" + secrets.token_hex(10), "name": check_name(name),
                "email": check_email(email), "email_key": email_key(email),
                "mobile_e164": check_number(mobile, "mobile"), "language": check_language(language),
                "time_zone": check_time_zone(time_zone), "status": "active",
+               "address": None if address is None else check_address(address),
                "created_ts": now, "updated_ts": now}
         try:
             with self._engine.begin() as conn:
@@ -119,7 +121,7 @@ class Registry:
 
     def update(self, actor: Actor, holder_id: str, *, name: str | None = None, email: str | None = None,
                mobile: str | None = None, language: str | None = None,
-               time_zone: str | None = None) -> Holder:
+               time_zone: str | None = None, address: str | None = None) -> Holder:
         actor.check(holder_id)
         values: dict[str, object] = {}
         if name is not None:
@@ -132,6 +134,8 @@ class Registry:
             values["language"] = check_language(language)
         if time_zone is not None:
             values["time_zone"] = check_time_zone(time_zone)
+        if address is not None:
+            values["address"] = check_address(address)
         return self._write(holder_id, values)
 
     def set_status(self, actor: Actor, holder_id: str, status: str) -> Holder:

@@ -21,8 +21,10 @@ UNFUNDED_CALLS = ("deny", "offer_one_call")
 # Fields a group may give its member facilities as defaults.
 INHERITABLE = (
     "state", "timezone", "local_area_codes", "languages", "tariff", "max_call_seconds",
-    "warning_seconds", "blocked_number_types", "calling_hours", "unfunded_calls",
+    "warning_seconds", "blocked_number_types", "calling_hours", "unfunded_calls", "inactivity_days",
 )
+#: 47 CFR 64.6130: unused funds are not disposed of before 180 days of inactivity; a state may set longer.
+MIN_INACTIVITY_DAYS = 180
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class Facility:
     file: str
     local_set: frozenset[str]
     unfunded_calls: str = "deny"
+    inactivity_days: int = MIN_INACTIVITY_DAYS     # refund and close after this many idle local days
 
     # [start, close) of the last open stretch seen, in absolute seconds: quotes inside it skip the
     # calendar arithmetic. Only stretches without a UTC-offset change are kept.
@@ -127,6 +130,7 @@ def parse_shared_fields(t: Any, defaults: dict[str, Any], *, required: bool) -> 
                 raise t.error("blocked_number_types", f"{item!r} is not one of {', '.join(BLOCKABLE_TYPES)}")
     out["blocked_number_types"] = blocked
     out["unfunded_calls"] = get("unfunded_calls", t.str, optional=True, choices=UNFUNDED_CALLS)
+    out["inactivity_days"] = get("inactivity_days", t.int, optional=True, lo=MIN_INACTIVITY_DAYS, hi=3650)
     if t.has("calling_hours"):
         out["calling_hours"] = _parse_hours(t.table("calling_hours"))
     else:
@@ -193,6 +197,7 @@ def parse_facility(t: Any, groups: dict[str, dict[str, Any]]) -> Facility:
         file=str(t.file),
         local_set=frozenset(shared["local_area_codes"]),
         unfunded_calls=shared["unfunded_calls"] or "deny",
+        inactivity_days=shared["inactivity_days"] or MIN_INACTIVITY_DAYS,
     )
 
 

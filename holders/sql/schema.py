@@ -32,6 +32,7 @@ holders = Table(
     Column("language", String(2), nullable=False),       # en | es
     Column("time_zone", String(64), nullable=False),     # IANA
     Column("status", String(8), nullable=False),         # active | locked | closed
+    Column("address", String(400), nullable=True),       # postal, for a refund owed by check (0003)
     Column("created_ts", BigInteger, nullable=False),
     Column("updated_ts", BigInteger, nullable=False),
     UniqueConstraint("email_key", name="uq_holders_email_key"),
@@ -109,4 +110,56 @@ autoreload_reloads = Table(
     Column("updated_ts", BigInteger, nullable=False),
     UniqueConstraint("account_id", "crossing_op_id", name="uq_autoreload_reloads_crossing"),
     Index("ix_autoreload_reloads_due", "state", "due_ts"),
+)
+
+# A refund request (0003): one row per request id, the unit of idempotency. `in_flight` is the account
+# while the request is not done (unique: one refund at a time per account), NULL afterwards.
+holder_refunds = Table(
+    "holder_refunds", metadata,
+    Column("request_id", String(100), primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("holder_id", String(40), nullable=True),      # None: an unclaimed account (inactivity)
+    Column("facility_id", String(128), nullable=False),
+    Column("number_e164", String(16), nullable=False),
+    Column("close", Boolean, nullable=False),
+    Column("reason", String(16), nullable=False),        # holder | support | inactivity
+    Column("requested_by", String(200), nullable=False),
+    Column("state", String(12), nullable=False),         # started planned ledgered done
+    Column("in_flight", String(64), nullable=True),
+    Column("was_frozen", Boolean, nullable=False),       # frozen before: left frozen at the end
+    Column("amount_cents", BigInteger, nullable=False),  # what the ledger refund takes (set when planned)
+    Column("payee_name", String(200), nullable=False),
+    Column("payee_address", String(400), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("updated_ts", BigInteger, nullable=False),
+    Column("done_ts", BigInteger, nullable=True),
+    UniqueConstraint("in_flight", name="uq_holder_refunds_in_flight"),
+    Index("ix_holder_refunds_account", "account_id"),
+)
+
+# Where a request's money goes: one part per deposit it is traced to, newest first (seq 1, 2...).
+holder_refund_parts = Table(
+    "holder_refund_parts", metadata,
+    Column("request_id", String(100), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("deposit_op", String(160), nullable=False),   # the ledger deposit's op id ("" untraced)
+    Column("charge_id", String(64), nullable=False),     # the gateway transaction ("" none)
+    Column("method", String(8), nullable=False),         # card | check
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("state", String(12), nullable=False),         # pending refunded owed
+    Column("gateway_refund_id", String(64), nullable=False),
+    Column("reason", String(64), nullable=False),        # why by check
+    Column("updated_ts", BigInteger, nullable=False),
+    Index("ix_holder_refund_parts_charge", "charge_id"),
+    Index("ix_holder_refund_parts_state", "state"),
+)
+
+# The inactivity sweep's memory: one row per account and period (its last activity).
+holder_inactivity = Table(
+    "holder_inactivity", metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("last_activity_ts", BigInteger, primary_key=True),
+    Column("noticed_ts", BigInteger, nullable=True),
+    Column("refund_request_id", String(100), nullable=True),
 )
