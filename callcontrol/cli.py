@@ -24,6 +24,7 @@ COMMAND_MODULES: dict[str, dict[str, Any]] = {
     "rating.cli": {},
     "callcontrol.commands": {},
     "callcontrol.roster.cli": {},
+    "web.cli": {"open_redis": redis_url},   # the web edge, by name: callcontrol never imports web
 }
 
 

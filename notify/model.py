@@ -17,8 +17,9 @@ INACTIVITY = "inactivity_150"
 UNFUNDED_ATTEMPT = "unfunded_attempt"
 VERIFICATION_CODE = "verification_code"     # sent directly, never through the outbox: a code is a secret
 R2C_ANSWERED = "r2c_answered"
+SIGNIN_LOCKED = "signin_locked"             # web sign-in locked after wrong passwords
 KINDS = (LOW_BALANCE, AUTORELOAD_OK, AUTORELOAD_DECLINED, AUTORELOAD_OFF, DEPOSIT_RECEIPT, REFUND_ISSUED,
-         INACTIVITY, UNFUNDED_ATTEMPT, VERIFICATION_CODE, R2C_ANSWERED)
+         INACTIVITY, UNFUNDED_ATTEMPT, VERIFICATION_CODE, R2C_ANSWERED, SIGNIN_LOCKED)
 
 SMS, EMAIL, CALL = "sms", "email", "call"
 CHANNELS = (SMS, EMAIL, CALL)

@@ -71,6 +71,12 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
         "en": ("Your call request", "{service}: {inmate} at {facility} answered your call request."),
         "es": ("Su solicitud de llamada", "{service}: {inmate} en {facility} respondio su solicitud."),
     },
+    k.SIGNIN_LOCKED: {
+        "en": ("Sign-in locked", "{service}: after several wrong passwords your web sign-in is locked for "
+               "15 minutes. Not you? Reset your password or call {help}."),
+        "es": ("Acceso bloqueado", "{service}: tras varias claves incorrectas su acceso web esta bloqueado "
+               "15 minutos. No fue usted? Cambie su clave o llame al {help}."),
+    },
 }
 
 FOOTER = {"en": "Stop these emails: {unsubscribe}", "es": "Dejar de recibir estos correos: {unsubscribe}"}

@@ -95,7 +95,8 @@ def test_smtp_delivery_parts_headers_and_error_classes(tmp_path: Path) -> None:
 def test_every_kind_renders_within_two_sms_segments(kind: str, lang: str) -> None:
     text = render(kind, lang, SAMPLE, time_zone="America/Chicago", help_number="1-800-555-0100")
     assert (text.subject and "{" not in text.text and "$" in text.text) or kind in (
-        "autoreload_off", "inactivity_150", "unfunded_attempt", "verification_code", "r2c_answered")
+        "autoreload_off", "inactivity_150", "unfunded_attempt", "verification_code", "r2c_answered",
+        "signin_locked")
     assert segments(text.text) <= 2, (len(text.text), text.text)
 
 

@@ -66,6 +66,9 @@ class Settings:
     notify_rate_per_hour: int = 5            # messages per channel and address per hour
     notify_unfunded_hours: int = 24          # at most one unfunded-attempt notice per number and facility
     notify_help_number: str = ""             # the 800 number in texts and HELP replies
+    web_bind: str = "127.0.0.1:8080"         # host:port of `callcontrol web` (the family's API)
+    web_secret: str = field(default="", repr=False)  # HMAC key of stored sign-in tokens; empty: no web
+    web_base_url: str = ""                   # public https URL; http:// drops the Secure cookie flag (dev)
 
     @property
     def sqlalchemy_url(self) -> str:
