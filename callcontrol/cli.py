@@ -15,11 +15,23 @@ from callcontrol.platform.config import load_settings
 from callcontrol.platform.logs import configure_logging
 from callcontrol.platform.runtime import redis_url
 
+
+def _holder_gateway(settings: Any) -> Any:
+    """Refunds' card processor, imported only when a refund runs."""
+    from callcontrol.holder_notices import gateway
+    return gateway(settings)
+
+
+def _holder_notices(engine: Any) -> Any:
+    from callcontrol.holder_notices import OutboxNotices
+    return OutboxNotices(engine)
+
+
 # Modules exposing register(subparsers, **wiring); a module that is not there yet is skipped. The
 # libraries know nothing of callcontrol: what they need from it (the embedded Redis) is handed in here.
 COMMAND_MODULES: dict[str, dict[str, Any]] = {
     "ledger.cli": {"open_redis": redis_url},
-    "holders.cli": {"open_redis": redis_url},
+    "holders.cli": {"open_redis": redis_url, "gateway": _holder_gateway, "notices": _holder_notices},
     "notify.cli": {},
     "rating.cli": {},
     "callcontrol.commands": {},

@@ -281,8 +281,10 @@ def guarded(handler: Handler) -> Handler:
     return run
 
 
-def register(subparsers: Any, open_redis: OpenRedis | None = None) -> None:
-    """Add `holders ...` to the host's parser; `open_redis` yields its Redis URL (the embedded one)."""
+def register(subparsers: Any, open_redis: OpenRedis | None = None, gateway: Any = None,
+             notices: Any = None) -> None:
+    """Add `holders ...` to the host's parser; `open_redis` yields its Redis URL (the embedded one);
+    `gateway(settings)` and `notices(engine)` serve refunds and the sweep (holders/refund_cli.py)."""
     global _open_redis
     _open_redis = open_redis or _configured_redis
     top = subparsers.add_parser("holders", help="account holders: find, show, history, claim, verify")
@@ -328,3 +330,5 @@ def register(subparsers: Any, open_redis: OpenRedis | None = None) -> None:
     p.add_argument("--amount", type=int, help="cents charged to the card per reload")
     p.add_argument("--method", help="the holder's stored payment method id (pm_...)")
     p.add_argument("--reason", default="", help="why it is switched off (off)")
+    from holders import refund_cli
+    refund_cli.register(subparsers, add, gateway=gateway, notices=notices)

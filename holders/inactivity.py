@@ -131,14 +131,13 @@ class Sweep:
         idle = (local_today - last_day).days
         if idle < rules.days - NOTICE_DAYS:
             return
-        self._notice(report, row, rules, last, last_day)
-        if idle >= rules.days:
+        if self._notice(report, row, rules, last, last_day) and idle >= rules.days:
             rid = f"inactive-{row.account_id}-{last}"
             self._remember(row.account_id, last, refund_request_id=rid)
             await self._refund(report, rid, Target(row.account_id, row.facility_id, row.number_e164,
                                                    row.holder_id, row.owner))
 
-    def _notice(self, report: SweepReport, row: Any, rules: Rules, last: int, last_day: date) -> None:
+    def _notice(self, report: SweepReport, row: Any, rules: Rules, last: int, last_day: date) -> bool:
         """Once per account and period: the notice (idempotent by key), then the row that says so."""
         with self._engine.connect() as conn:
             seen = conn.execute(select(holder_inactivity.c.noticed_ts).where(
@@ -148,7 +147,10 @@ class Sweep:
                 select(holders.c.language, holders.c.time_zone)
                 .where(holders.c.holder_id == row.holder_id)).first()
         if seen is not None:
-            return
+            return True
+        if holder is not None and self._notices is None:     # fail closed: never "noticed" unsent
+            report.skipped.append((row.account_id, "no_notices"))
+            return False
         if holder is None or self._notices is None:
             log.warning("inactivity_notice_nobody", account_id=row.account_id)   # no holder to tell
         else:
@@ -158,6 +160,7 @@ class Sweep:
                 last_day + timedelta(days=rules.days)))
         self._remember(row.account_id, last, noticed_ts=int(self._clock() * 1000))
         report.noticed.append(row.account_id)
+        return True
 
     def _remember(self, account_id: str, last: int, **values: object) -> None:
         with self._engine.begin() as conn:
