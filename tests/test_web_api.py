@@ -257,3 +257,31 @@ def test_no_card_number_password_or_code_in_logs_sql_or_redis(lite: str, phone: 
     for secret in secrets:
         assert secret not in logs and secret not in dump and secret not in stored, secret
     assert "987" not in [w for w in dump.split('"')]                       # the CVV is no value anywhere
+
+
+def test_autoreload_and_refund_request(lite: str, phone: Phone) -> None:
+    with httpx.Client(base_url=lite) as c:
+        token = sign_up(c, "ray@example.com")
+        account, method = own_account(c, token, phone), add_card(c, token)
+        h = bearer(token)
+        assert c.get(f"/api/v1/accounts/{account}/autoreload", headers=h).json()["enabled"] is False
+        on = c.put(f"/api/v1/accounts/{account}/autoreload", headers=h,
+                   json={"threshold_cents": 500, "amount_cents": 2000, "method_id": method})
+        assert on.status_code == 200 and on.json()["enabled"] is True
+        assert on.json()["amount"] == {"cents": 2000, "formatted": "$20.00"}
+        assert c.delete(f"/api/v1/accounts/{account}/autoreload", headers=h).json()["enabled"] is False
+        paid = c.post(f"/api/v1/accounts/{account}/deposits", json={"amount_cents": 1200,
+                      "method_id": method}, headers={**h, "Idempotency-Key": "dep-r-000001"})
+        assert paid.status_code == 201
+        r = c.post(f"/api/v1/accounts/{account}/refunds", headers={**h, "Idempotency-Key": "ref-000001"})
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == "done" and r.json()["to_cards"]["cents"] == 1200
+        again = c.post(f"/api/v1/accounts/{account}/refunds",
+                       headers={**h, "Idempotency-Key": "ref-000001"})
+        assert again.json() == r.json()
+        assert c.get(f"/api/v1/accounts/{account}", headers=h).json()["balance"]["available"]["cents"] == 0
+        other = sign_up(c, "sue@example.com", mobile="+13125550198")
+        for resp in (c.get(f"/api/v1/accounts/{account}/autoreload", headers=bearer(other)),
+                     c.post(f"/api/v1/accounts/{account}/refunds",
+                            headers={**bearer(other), "Idempotency-Key": "ref-000002"})):
+            assert resp.status_code == 404

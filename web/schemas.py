@@ -162,7 +162,7 @@ class Claim(Strict):
     channel: str = Field("sms", pattern="^(sms|call)$")
 
 
-class ClaimOut(BaseModel):
+class Notice(BaseModel):
     status: str
     detail: str
 

@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from web.api import accounts, facilities, holder, methods
+from web.api import accounts, facilities, holder, methods, money_back
 
 router = APIRouter(prefix="/api/v1")
-for module in (facilities, holder, accounts, methods):
+for module in (facilities, holder, accounts, money_back, methods):
     router.include_router(module.router)
 
 __all__ = ["router"]

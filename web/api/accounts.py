@@ -30,9 +30,9 @@ from web.schemas import (
     Block,
     BlockOut,
     Claim,
-    ClaimOut,
     DepositIn,
     Money,
+    Notice,
     Receipt,
     Statement,
     StatementItem,
@@ -74,15 +74,15 @@ async def list_accounts(me: Me, svc: Svc) -> list[Account]:
     return [await _account(svc, link) for link in links]
 
 
-@router.post("/accounts", status_code=202, response_model=ClaimOut,
+@router.post("/accounts", status_code=202, response_model=Notice,
              responses=responses(400, 401, 403, 409, 422, 429, 503),
              summary="Claim the account of a facility and number: a code goes to the number")
-async def claim(body: Claim, me: Me, svc: Svc) -> ClaimOut:
+async def claim(body: Claim, me: Me, svc: Svc) -> Notice:
     await _facility(svc, body.facility_id)
     await asyncio.to_thread(svc.registry.claim, Actor.holder(me.holder_id), me.holder_id, body.facility_id,
                             body.number, body.channel)
     how = "a text message" if body.channel == "sms" else "a call"
-    return ClaimOut(status="code_sent", detail=f"we sent a 6-digit code to {body.number} by {how}")
+    return Notice(status="code_sent", detail=f"we sent a 6-digit code to {body.number} by {how}")
 
 
 @router.post("/accounts/verify", status_code=201, response_model=Account,

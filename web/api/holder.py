@@ -16,6 +16,7 @@ from web.schemas import (
     Alerts,
     Credentials,
     Money,
+    Notice,
     Profile,
     ProfilePatch,
     QuietHours,
@@ -92,11 +93,12 @@ def set_session_cookies(response: Response, value: str, found: Session, *, secur
                         max_age=age)
 
 
-@router.post("/password-reset", status_code=202, responses=responses(422, 503),
+@router.post("/password-reset", status_code=202, response_model=Notice, responses=responses(422, 503),
              summary="Send a reset code to the holder's mobile (the answer is the same for any email)")
-async def reset_start(body: ResetStart, svc: Svc) -> Response:
+async def reset_start(body: ResetStart, svc: Svc) -> Notice:
     await asyncio.to_thread(svc.auth.reset_start, body.email)
-    return Response(status_code=202)
+    return Notice(status="code_sent_if_known",
+                  detail="if this email has an account, a 6-digit code is on its way to its mobile")
 
 
 @router.post("/password-reset/confirm", status_code=204, responses=responses(400, 401, 422, 503),
