@@ -108,10 +108,11 @@ def _set_key(text: str, key: str, value: str) -> str:
 class AsteriskInstance:
     """One private Asterisk process. `start()` waits until it is fully booted and AMI answers."""
 
-    def __init__(self, binary: str, *, agi_port: int, ami_port: int,
+    def __init__(self, binary: str, *, agi_port: int, ami_port: int, fallback_port: int | None = None,
                  prompts: Path = REPO_ROOT / "ivr_prompts", root: Path | None = None) -> None:
         self.binary = binary
         self.agi_port = agi_port
+        self.fallback_port = fallback_port
         self.ami_port = ami_port
         self.root = root or Path(tempfile.mkdtemp(prefix="apc-ast-"))
         self.etc = self.root / "etc"
@@ -173,6 +174,8 @@ class AsteriskInstance:
         ext = (self.etc / "extensions.conf").read_text()
         ext = _set_global(ext, "CONTROLLER", f"127.0.0.1:{self.agi_port}")
         ext = _set_global(ext, "OUTBOUND_TRUNK", "Local")
+        if self.fallback_port:
+            ext = _set_global(ext, "CONTROLLER_FALLBACK", f"127.0.0.1:{self.fallback_port}")
         (self.etc / "extensions.conf").write_text(ext + "\n#include extensions_test.conf\n")
         (self.etc / "extensions_test.conf").write_text(TEST_DIALPLAN)
         mgr = (self.etc / "manager.conf").read_text()

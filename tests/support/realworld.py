@@ -2,8 +2,8 @@
 
 The controller runs as its own process (`python -m callcontrol.cli serve`), configured only through its
 documented environment variables, so a test can kill -9 it like an operator's crash. Facility data is a
-copy of facility_data/ with FAC-07 open around the clock (the tests run at any hour) and a few more
-inmates sharing the demo passcode, so calls placed together never share an inmate.
+copy of facility_data/ with FAC-07 open around the clock (the tests run at any hour) and more inmates
+sharing the demo passcode, so calls placed together never share an inmate.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tests.support.asterisk import CONTROLLER_SECRET, HARNESS_SECRET, HARNESS_US
 from tests.support.servers import free_port
 
 EXTRA_INMATES = range(1050, 1080)        # passcode 2468, like inmate 1042
+BENCH_INMATES = range(1100, 1200)        # passcode 2468 too: bench/real_asterisk.py keeps ≤ 100 in flight
 
 
 def pin(inmate: int = 1042) -> str:
@@ -43,7 +44,7 @@ def facility_copy(dest: Path) -> Path:
     pin_hash = re.search(r'\[inmates\.1042\]\nname = "[^"]*"\npin_hash = "([^"]+)"', text)
     assert pin_hash, "FAC-07 policy has no inmate 1042"
     text += "".join(f'\n[inmates.{n}]\nname = "Inmate {n}"\npin_hash = "{pin_hash.group(1)}"\n'
-                    for n in EXTRA_INMATES)
+                    for n in (*EXTRA_INMATES, *BENCH_INMATES))
     policy.write_text(text)
     return dest
 
@@ -101,10 +102,11 @@ class RealWorld:
         self.root = root or Path(tempfile.mkdtemp(prefix="apc-real-"))
         self.controller_env = controller_env
         self.agi_port = free_port()
+        self.fallback_port = free_port()      # CONTROLLER_FALLBACK: new calls while CONTROLLER drains
         self.ami_port = free_port()
         self.redis = EmbeddedRedis(self.root / "redis", port=free_port(), appendfsync="always")
         self.asterisk = AsteriskInstance(binary, agi_port=self.agi_port, ami_port=self.ami_port,
-                                         root=self.root / "asterisk")
+                                         fallback_port=self.fallback_port, root=self.root / "asterisk")
         self.facility_dir = facility_copy(self.root / "facility_data")
         self.sqlite = self.root / "ledger.sqlite3"
         self.controllers: list[ControllerProcess] = []
