@@ -47,15 +47,6 @@ __all__ = ["charges", "make_engine", "metadata", "methods", "migrate"]
 
 def migrate(url: str, revision: str = "head") -> None:
     """Upgrade the payments tables at ``url`` to ``revision``."""
-    from alembic import command  # imported here: keep alembic off the hot import path
-    from alembic.config import Config
+    from ledger.sql import upgrade
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-    finally:
-        engine.dispose()
+    upgrade(url, MIGRATIONS, revision)

@@ -68,17 +68,6 @@ resets = Table(
 
 def migrate(url: str, revision: str = "head") -> None:
     """Upgrade the web tables at `url` to `revision`."""
-    from alembic import command  # here: alembic stays off the import path of a request
-    from alembic.config import Config
+    from ledger.sql import upgrade
 
-    from ledger.sql import make_engine
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-    finally:
-        engine.dispose()
+    upgrade(url, MIGRATIONS, revision)

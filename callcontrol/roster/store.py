@@ -58,21 +58,9 @@ class Row:
 
 def migrate(url: str, revision: str = "head") -> None:
     """Upgrade the database at `url` with the scripts in callcontrol/roster/migrations."""
-    from alembic import command
-    from alembic.config import Config
+    from ledger.sql import upgrade
 
-    from ledger.sql import make_engine
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-    finally:
-        engine.dispose()
+    upgrade(url, MIGRATIONS, revision)
 
 
 def _number(raw: str) -> str | None:

@@ -40,16 +40,6 @@ def make_engine(url: str) -> Engine:
 
 def migrate(url: str, revision: str = "head") -> None:
     """Upgrade the database at `url` to `revision` with the scripts in holders/migrations."""
-    from alembic import command
-    from alembic.config import Config
+    from ledger.sql import upgrade
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    engine = _ledger_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-    finally:
-        engine.dispose()
+    upgrade(url, MIGRATIONS, revision)

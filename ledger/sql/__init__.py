@@ -43,13 +43,14 @@ def _private_file(path: Path) -> None:
     path.chmod(0o600)
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Upgrade the database at `url` to `revision` with the Alembic scripts shipped in ledger/migrations."""
+def upgrade(url: str, script_location: str | Path, revision: str = "head") -> None:
+    """Upgrade one package's Alembic chain (its env.py is `ledger.sql.alembic_env.run_env`) on the
+    database at `url` to `revision`, in one transaction."""
     from alembic import command  # imported here: keep alembic off the hot import path
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("script_location", str(script_location))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     engine = make_engine(url)
     try:
@@ -58,3 +59,8 @@ def migrate(url: str, revision: str = "head") -> None:
             command.upgrade(cfg, revision)
     finally:
         engine.dispose()
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Upgrade the database at `url` to `revision` with the Alembic scripts shipped in ledger/migrations."""
+    upgrade(url, MIGRATIONS, revision)

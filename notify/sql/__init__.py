@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from holders.sql import make_engine
-from ledger.sql import make_engine as _plain_engine
 from notify.sql.schema import events, messages, metadata, optouts
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -15,16 +14,6 @@ __all__ = ["events", "make_engine", "messages", "metadata", "migrate", "optouts"
 
 def migrate(url: str, revision: str = "head") -> None:
     """Upgrade the database at `url` to `revision` with the scripts in notify/migrations."""
-    from alembic import command
-    from alembic.config import Config
+    from ledger.sql import upgrade
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    engine = _plain_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-    finally:
-        engine.dispose()
+    upgrade(url, MIGRATIONS, revision)
