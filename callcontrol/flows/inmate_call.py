@@ -247,13 +247,7 @@ async def _dial_number(ctx: FlowContext, ch: Channel, att: Attempt, inmate: Inma
     att.account = account
     if balance.state not in ("active", "opened") or balance.available < quote.minimum_to_connect:
         raise Denied(decisions.INSUFFICIENT_FUNDS)
-    seconds = int(quote.max_duration(balance.available))
-    warning = int(getattr(facility, "warning_seconds", 60) or 0)
-    plan = decisions.plan_hold(seconds, int(quote.cost(seconds)) if seconds > 0 else 0,
-                               ring_timeout=ctx.settings.ring_timeout, screening_margin=ctx.screening_margin,
-                               warning_seconds=warning)
-    if plan is None:
-        raise Denied(decisions.INSUFFICIENT_FUNDS)
+    plan = _plan(ctx, quote, facility, int(quote.max_duration(balance.available)))
     try:
         await billing.hold(ctx.ledger, att.call_id, account, plan.amount, lease_seconds=plan.lease_seconds,
                            meta={"facility": att.facility_id, "inmate": att.inmate, "kind": "call"})
@@ -283,17 +277,23 @@ async def _dial_number(ctx: FlowContext, ch: Channel, att: Attempt, inmate: Inma
     await _connect(ctx, ch, att, state, bound)
 
 
-async def _dial_one_call(ctx: FlowContext, ch: Channel, att: Attempt, quote: Any, facility: Facility,
-                         digits: str, quoted_at: float, bound: Any) -> None:
-    """An unfunded number at a facility offering one paid call: dial with no hold; the recipient may pay
-    this call by card (flows/one_call.py) for the rated cost of the facility's longest call, no fee."""
-    seconds = int(quote.max_duration(ctx.settings.max_amount))
+def _plan(ctx: FlowContext, quote: Any, facility: Facility, seconds: int) -> decisions.HoldPlan:
+    """The hold for a call of at most `seconds` (the facility's warning before the cut); a balance that
+    buys no second is insufficient funds."""
     warning = int(getattr(facility, "warning_seconds", 60) or 0)
     plan = decisions.plan_hold(seconds, int(quote.cost(seconds)) if seconds > 0 else 0,
                                ring_timeout=ctx.settings.ring_timeout, screening_margin=ctx.screening_margin,
                                warning_seconds=warning)
     if plan is None:
         raise Denied(decisions.INSUFFICIENT_FUNDS)
+    return plan
+
+
+async def _dial_one_call(ctx: FlowContext, ch: Channel, att: Attempt, quote: Any, facility: Facility,
+                         digits: str, quoted_at: float, bound: Any) -> None:
+    """An unfunded number at a facility offering one paid call: dial with no hold; the recipient may pay
+    this call by card (flows/one_call.py) for the rated cost of the facility's longest call, no fee."""
+    plan = _plan(ctx, quote, facility, int(quote.max_duration(ctx.settings.max_amount)))
     att.account = one_call_money.account_for(att.facility_id, att.e164, att.call_id)
     state = CallState(
         call_id=att.call_id, facility_id=att.facility_id, station=att.station, inmate=att.inmate,
