@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,21 @@ log = structlog.get_logger("payments.methods")
 
 MAX_OWNER = 128
 MAX_KEY = 120
+
+
+_stamp_lock = threading.Lock()
+_last = 0                                # the last stamp handed out in this process
+
+
+def _new_method_id() -> str:
+    """``pm_`` + 16 hex digits of a strictly increasing nanosecond stamp + 8 random hex: ids sort in the
+    order they were made, which breaks ties of ``created_at`` (the injected clock may stamp several
+    methods alike) deterministically; across processes the wall clock orders them."""
+    global _last
+    with _stamp_lock:
+        _last = max(time.time_ns(), _last + 1)
+        stamp = _last
+    return f"pm_{stamp:016x}{secrets.token_hex(4)}"
 
 
 class MethodNotFound(PaymentError):
@@ -76,7 +92,7 @@ class PaymentMethods:
                 raise MethodNotFound("no such payment method")
             return found
         token = await self.gateway.tokenize(f"{key}:tok", card, expiry, cvv)
-        row = {"method_id": f"pm_{secrets.token_hex(12)}", "owner": owner, "add_key": key,
+        row = {"method_id": _new_method_id(), "owner": owner, "add_key": key,
                "gateway": self.gateway_name, "token": token.token, "brand": token.brand,
                "last4": token.last4, "exp_month": token.exp_month, "exp_year": token.exp_year,
                "created_at": self.now(), "removed_at": None}
@@ -89,7 +105,7 @@ class PaymentMethods:
         return _method(row)  # type: ignore[arg-type]
 
     async def list_for(self, owner: str) -> list[PaymentMethod]:
-        """The owner's methods that are not removed, oldest first."""
+        """The owner's methods that are not removed, oldest first (ties: in the order they were added)."""
         _check(owner, "owner", MAX_OWNER)
         return await asyncio.to_thread(self._list, owner)
 

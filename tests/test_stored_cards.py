@@ -153,6 +153,14 @@ def test_methods_are_owner_checked_soft_deleted_and_hold_no_card_data(engine: En
     run(go())
 
 
+def test_methods_stamped_alike_list_in_the_order_they_were_added(engine: Engine) -> None:
+    async def go() -> None:
+        pm = PaymentMethods(engine, sandbox(), "sandbox", now=lambda: NOW)
+        added = [(await pm.add("holder-c", f"same-{i}", VISA, "1230", "123")).method_id for i in range(8)]
+        assert [m.method_id for m in await pm.list_for("holder-c")] == added
+    run(go())
+
+
 class Crash(BaseException):
     """The process dies here (BaseException: nothing in the code under test catches it)."""
 
