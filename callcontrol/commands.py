@@ -147,7 +147,8 @@ class Stack:
     def __init__(self, settings: Settings, redis_url: str, *, scale: float = 0.01,
                  start_at: float | None = DEMO_START, sql_url: str | None = None, run_sync: bool = True,
                  ami: bool = True, instance: str | None = None, names_dir: str | None = None,
-                 sim_config: Any = None, clock: Any = None, agi_port: int | None = None) -> None:
+                 sim_config: Any = None, clock: Any = None, agi_port: int | None = None,
+                 gateway: Any = None, card_jobs_interval: float | None = None) -> None:
         from callcontrol.platform.clock import Clock
 
         self.settings = settings
@@ -160,6 +161,8 @@ class Stack:
         self.names_dir = names_dir
         self.sim_config = sim_config
         self.agi_port = agi_port or _free_port()
+        self.gateway = gateway
+        self.card_jobs_interval = card_jobs_interval
         self.sim: Any = None
         self.controller: Any = None
 
@@ -182,7 +185,8 @@ class Stack:
             settings = replace(settings, ami_user="")
         self.controller = Controller(settings, redis_url=self.redis_url, clock=self.clock,
                                      sql_url=self.sql_url, run_sync=self.run_sync, instance=self.instance,
-                                     names_dir=self.names_dir)
+                                     names_dir=self.names_dir, gateway=self.gateway,
+                                     card_jobs_interval=self.card_jobs_interval)
         await self.controller.start()
         return self
 

@@ -1,5 +1,6 @@
 """One controller process: FastAGI routes, the AMI watchdog, the shared ledger, rating catalog and policy,
-the meter loop, the reaper, the SQL sync worker (a thread) and start-up recovery of orphaned calls.
+the meter loop, the reaper, the SQL sync worker (a thread), start-up recovery of orphaned calls and, with a
+payment gateway, the stored-card jobs (AutoReload, stuck-charge sweep: callcontrol/card_jobs.py).
 
 Every instance is interchangeable: a call's state lives in Redis, so the screen AGI, the hangup handler
 or another instance may finish a call that one instance started. Each instance keeps a heartbeat key;
@@ -56,7 +57,8 @@ class Controller:
                  policy: Policy | None = None, instance: str | None = None, names_dir: str | None = None,
                  sql_url: str | None = None, run_sync: bool = True, agi_bind: str | None = None,
                  reap_interval: float = 30.0, sync_interval: float = 0.5,
-                 screening_margin: int = 120, adopt_interval: float = HEARTBEAT_TTL / 3) -> None:
+                 screening_margin: int = 120, adopt_interval: float = HEARTBEAT_TTL / 3,
+                 gateway: Any = None, card_jobs_interval: float | None = None) -> None:
         from callcontrol.platform.clock import Clock
 
         self.settings = settings
@@ -92,6 +94,9 @@ class Controller:
         self.health: HealthServer | None = None
         self.draining = False
         self._roster_engine: Any = None
+        self._gateway = gateway                  # None: from settings (payment_gateway)
+        self.card_jobs_interval = card_jobs_interval    # None: settings.autoreload_poll_seconds
+        self.card_jobs: Any = None
 
     @property
     def agi_port(self) -> int:
@@ -122,7 +127,7 @@ class Controller:
             "inmate-call": partial(inmate_call, self.ctx),
             "screen": partial(screen, self.ctx),
             "hangup": partial(hangup_route, self.ctx),
-            "deposit": deposit_route(self.ctx),
+            "deposit": deposit_route(self.ctx, self._gateway),
         }
         self.ctx.gateway = self.ctx.gateway or getattr(routes["deposit"], "gateway", None)
         deadlines = Deadlines(reply=s.agi_reply_timeout, dial_grace=s.agi_dial_grace,
@@ -144,6 +149,12 @@ class Controller:
         ]
         if self.run_sync:
             self._start_sync()
+        every = s.autoreload_poll_seconds if self.card_jobs_interval is None else self.card_jobs_interval
+        if self.ctx.gateway is not None and every > 0:
+            from callcontrol.card_jobs import CardJobs
+            self.card_jobs = await CardJobs(self.sql_url, self.ledger, self.ctx.gateway, s.payment_gateway,
+                                            every).open()
+            self._tasks.append(asyncio.create_task(self.card_jobs.run(self._stop), name="card-jobs"))
         if s.metrics_bind:
             await self._start_health(s.metrics_bind)
         if self._policy is None:                 # the SQL roster overrides the TOML one (docs/operations.md)
@@ -151,7 +162,7 @@ class Controller:
             self._tasks.append(asyncio.create_task(self._roster_poll(policy), name="roster"))
         await self.recover()
         log.info("controller_started", instance=self.instance, agi_port=self.agi.port,
-                 ami=bool(self.ami), sync=self.run_sync)
+                 ami=bool(self.ami), sync=self.run_sync, card_jobs=self.card_jobs is not None)
         return self
 
     async def _start_health(self, bind: str) -> None:
@@ -288,6 +299,8 @@ class Controller:
                 await self.store.end_heartbeat(self.instance)
             await self.store.close()
         if self.ledger is not None:
+        if self.card_jobs is not None:
+            self.card_jobs.close()
             close = getattr(self.ledger, "close", None) or getattr(self.ledger, "aclose", None)
             if close is not None:
                 with contextlib.suppress(Exception):

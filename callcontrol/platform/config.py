@@ -50,6 +50,7 @@ class Settings:
     metrics_bind: str = ""                   # host:port of /metrics, /healthz, /readyz; empty: off
     drain_seconds: int = 600                 # SIGTERM: how long calls in progress may run on before exit
     roster_poll_seconds: int = 5             # how often a controller looks for a newer SQL roster
+    autoreload_poll_seconds: int = 5         # serve with a gateway: AutoReload + stuck-charge sweep; 0: off
     notify_sms_provider: str = ""            # twilio | webhook; empty: no SMS (docs/notifications.md)
     notify_sms_url: str = "https://api.twilio.com"   # Twilio's API base, or the webhook's URL
     notify_sms_account: str = ""             # Twilio Account SID
