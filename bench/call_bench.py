@@ -439,9 +439,7 @@ async def _hold(ctl: Any, job: Any, n: int) -> None:
 
 async def _hang_up_all(ctl: Any, pipes: list[Any], procs: list[Any]) -> None:
     """Every held call ends at once, as when a trunk fails: how many settle, and how fast."""
-    from callcontrol.call_state import LIVE_KEY
-
-    live0 = await ctl.store.r.zcard(LIVE_KEY)
+    live0 = len(await ctl.store.live_calls())
     sessions0 = len(ctl.ctx.sessions)
     stall = 0.0
 
@@ -489,7 +487,7 @@ async def _hang_up_all(ctl: Any, pipes: list[Any], procs: list[Any]) -> None:
     prober.cancel()
     gc.callbacks.remove(on_gc)
     await asyncio.gather(*(asyncio.to_thread(proc.join, 30) for proc in procs))
-    live = await ctl.store.r.zcard(LIVE_KEY)
+    live = len(await ctl.store.live_calls())
     print(f"  mass hang-up: {live0 - live} of {live0} held calls settled, {live} left unsettled; "
           f"{handlers} hangup-handler AGIs served meanwhile")
     print(f"    {sessions0} sessions ended {done - (first or t0):.1f} s after the first "

@@ -1,7 +1,10 @@
 """Durable per-call state in Redis, so that any controller instance can screen, meter or settle a call.
 
-One hash per call (`apc:call:<id>`) plus a sorted set of unsettled calls scored by their hold's lease
-expiry (`apc:calls:live`) for recovery and adoption. First-writer-wins fields (accepted_at, ended_at) make
+One hash per call (`apc:{Cnn}:call:<id>`) plus, per partition, a sorted set of unsettled calls scored by
+their hold's lease expiry (`apc:{Cnn}:live`) for recovery and adoption. A call's hash and its index entry
+share the partition's hash tag `{Cnn}` (nn = crc32(call id) mod 16), so on a Redis Cluster a call lives
+on one slot: every script below touches that one key, and a master failing over stalls only the calls
+of its partitions, not the index of all of them. First-writer-wins fields (accepted_at, ended_at) make
 the end of a call a single fact that every instance agrees on, so the settlement they compute from it is
 the same and its ledger op id replays instead of charging twice.
 
@@ -18,11 +21,12 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ledger import Script, Transport, make_script
+from ledger.keys import key_slot, partition_of
+from ledger.redisclient import cluster_seeds, credentials
 
-CALL_KEY = "apc:call:{}"
-LIVE_KEY = "apc:calls:live"
+CALL_PARTITIONS = 16                 # fixed: a call's key is derived from its id by every instance
+HEARTBEAT_KEY = "apc:instance:{}"    # one key per instance: a single-key command on any cluster node
 PINFAIL_KEY = "apc:pinfail:{}:{}"
-HEARTBEAT_KEY = "apc:instance:{}"
 STATE_TTL_SLACK = 7 * 24 * 3600      # keep a settled call's state a week for support and replays
 FIRST_WRITE = ("accepted_at", "ended_at", "end_reason")   # absent until set once (HSETNX)
 
@@ -100,6 +104,22 @@ class CallState:
         return cls(**kwargs)
 
 
+def call_key(call_id: str) -> str:
+    return f"apc:{{C{partition_of(call_id, CALL_PARTITIONS):02d}}}:call:{call_id}"
+
+
+def live_key(partition: int) -> str:
+    return f"apc:{{C{partition:02d}}}:live"
+
+
+def live_key_of(call_id: str) -> str:
+    return live_key(partition_of(call_id, CALL_PARTITIONS))
+
+
+LIVE_KEYS = tuple(live_key(p) for p in range(CALL_PARTITIONS))
+CALL_KEY_PATTERN = "apc:{C??}:call:*"
+
+
 def _script(name: str) -> Script:
     source = resources.files("callcontrol").joinpath("lua", f"callstate_{name}.lua").read_text()
     return make_script(f"callstate_{name}", source)
@@ -129,14 +149,15 @@ def _url_of(client: aioredis.Redis) -> str:
 class CallStore:
     """Async access to call state and PIN failure counters on one shared Redis client."""
 
-    def __init__(self, client: aioredis.Redis, *, timeout: float = 5.0) -> None:
+    def __init__(self, client: Any, *, timeout: float = 5.0, url: str = "") -> None:
         # `r` (redis-py) serves the occasional commands (heartbeat, recovery scans, tests); every call's
         # own reads and writes go through one auto-pipelined connection (the ledger's transport):
         # commands from concurrent calls share socket writes, which costs a fraction of redis-py's
         # per-command pool, lock and parser overhead.
         self.r = client
         self.timeout = timeout          # no reply for this long: the connection fails closed
-        self._url = _url_of(client)
+        self._url = url or _url_of(client)
+        self.cluster = cluster_seeds(self._url) is not None
         self._fast_client: Transport | None = None
         self._fast_loop: asyncio.AbstractEventLoop | None = None
 
@@ -144,20 +165,35 @@ class CallStore:
         loop = asyncio.get_running_loop()
         t = self._fast_client
         if t is None or self._fast_loop is not loop:
-            t = self._fast_client = Transport(self._url, timeout=self.timeout)
+            t = self._fast_client = Transport(self._url, cluster=self.cluster, timeout=self.timeout)
             self._fast_loop = loop
         return t
 
+    def _slot(self, key: str) -> int:
+        return key_slot(key) if self.cluster else 0
+
     async def _cmd(self, *args: str) -> Any:
-        return await (await self._fast()).command(0, *args)
+        """One command whose key is args[1], routed to the key's slot."""
+        return await (await self._fast()).command(self._slot(args[1]), *args)
 
     async def _eval(self, name: str, key: str, *args: str) -> Any:
-        return await (await self._fast()).script(_SCRIPTS[name], 0, [key], list(args))
+        return await (await self._fast()).script(_SCRIPTS[name], self._slot(key), [key], list(args))
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 256, timeout: float = 5.0) -> CallStore:
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5)
-        return cls(aioredis.Redis(connection_pool=pool), timeout=timeout)
+        seeds = cluster_seeds(url)
+        if seeds is None:
+            pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5)
+            return cls(aioredis.Redis(connection_pool=pool), timeout=timeout)
+        # redis-py's cluster client for the occasional commands (deposit trail, one-call records,
+        # heartbeats): it follows MOVED/ASK and re-reads the slot map when a node is lost.
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        user, password = credentials(url)
+        client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in seeds], username=user or None,
+                              password=password or None, max_connections=max_connections,
+                              socket_timeout=timeout, socket_connect_timeout=timeout)
+        return cls(client, timeout=timeout, url=url)
 
     async def close(self) -> None:
         if self._fast_client is not None:
@@ -167,75 +203,77 @@ class CallStore:
 
     # -- calls ------------------------------------------------------------------------------------
     async def create(self, state: CallState, lease_expires_at: float, ttl_seconds: int) -> None:
-        key = CALL_KEY.format(state.call_id)
+        key = call_key(state.call_id)
         mapping = state.to_hash()
         for name in FIRST_WRITE:
             if not getattr(state, name):
                 del mapping[name]
         flat = [item for kv in mapping.items() for item in kv]
-        t = await self._fast()
-        # One write: the three commands are pipelined on the shared connection, in this order.
+        t, slot = await self._fast(), self._slot(key)
+        # One write: the three commands (one slot) are pipelined on the shared connection, in this order.
         await asyncio.gather(
-            t.command(0, "HSET", key, *flat),
-            t.command(0, "EXPIRE", key, str(ttl_seconds + STATE_TTL_SLACK)),
-            t.command(0, "ZADD", LIVE_KEY, repr(float(lease_expires_at)), state.call_id),
+            t.command(slot, "HSET", key, *flat),
+            t.command(slot, "EXPIRE", key, str(ttl_seconds + STATE_TTL_SLACK)),
+            t.command(slot, "ZADD", live_key_of(state.call_id), repr(float(lease_expires_at)), state.call_id),
         )
 
     async def get(self, call_id: str) -> CallState | None:
-        raw = await self._cmd("HGETALL", CALL_KEY.format(call_id))
+        raw = await self._cmd("HGETALL", call_key(call_id))
         return CallState.from_hash(_pairs(raw)) if raw else None
 
     async def answered(self, call_id: str, at: float) -> CallState | None:
         """The call as it stood when its recipient answered (None when unknown); `answered_at` is stored
         unless the call has already ended or been settled. One round trip for screening's start."""
-        raw = await self._eval("answered", CALL_KEY.format(call_id), repr(at))
+        raw = await self._eval("answered", call_key(call_id), repr(at))
         return CallState.from_hash(_pairs(raw)) if raw else None
 
     async def update(self, call_id: str, **values: Any) -> None:
         state = CallState(call_id=call_id, **values)
         full = state.to_hash()
         flat = [item for k in values for item in (k, full[k])]
-        await self._cmd("HSET", CALL_KEY.format(call_id), *flat)
+        await self._cmd("HSET", call_key(call_id), *flat)
 
     async def first_write(self, call_id: str, name: str, value: float | str) -> str:
         """Set a field only if unset; return the value that stands (ours or an earlier writer's)."""
         text = repr(value) if isinstance(value, float) else str(value)
-        stood = await self._eval("first_write", CALL_KEY.format(call_id), name, text)
+        stood = await self._eval("first_write", call_key(call_id), name, text)
         return text if stood is None else str(stood)
 
     async def accept(self, call_id: str, at: float) -> float | None:
         """Record the recipient's acceptance once; returns the acceptance time that stands, or None
         when the call has already ended (nothing to bill)."""
-        stood = await self._eval("accept", CALL_KEY.format(call_id), repr(at))
+        stood = await self._eval("accept", call_key(call_id), repr(at))
         return float(stood) if stood else None
 
     async def finish(self, call_id: str, ended_at: float, reason: str) -> CallState | None:
         """Fix the call's end once (first writer wins); returns the state with the end that stands."""
-        raw = await self._eval("finish", CALL_KEY.format(call_id), repr(ended_at), reason)
+        raw = await self._eval("finish", call_key(call_id), repr(ended_at), reason)
         return CallState.from_hash(_pairs(raw)) if raw else None
 
     async def claim(self, call_id: str, owner: str, adopter: str) -> bool:
         """Take over an unsettled call from `owner` (gone); False when another instance took it first."""
-        return bool(await self._eval("claim", CALL_KEY.format(call_id), owner, adopter))
+        return bool(await self._eval("claim", call_key(call_id), owner, adopter))
 
     async def record_capture(self, call_id: str, k: int, captured_total: int) -> int:
-        return int(await self._eval("capture", CALL_KEY.format(call_id), str(k), str(captured_total)))
+        return int(await self._eval("capture", call_key(call_id), str(k), str(captured_total)))
 
     async def mark_settled(self, call_id: str, total: int, outcome: str) -> None:
-        key = CALL_KEY.format(call_id)
-        t = await self._fast()
+        key = call_key(call_id)
+        t, slot = await self._fast(), self._slot(key)
         await asyncio.gather(
-            t.command(0, "HSET", key, "settled", "1", "settled_total", str(total), "outcome", outcome),
-            t.command(0, "ZREM", LIVE_KEY, call_id),
+            t.command(slot, "HSET", key, "settled", "1", "settled_total", str(total), "outcome", outcome),
+            t.command(slot, "ZREM", live_key_of(call_id), call_id),
         )
 
     async def live_calls(self) -> list[tuple[str, float]]:
-        rows: list[Any] = await self.r.zrange(LIVE_KEY, 0, -1, withscores=True)   # (member, score) pairs
-        return [(m.decode() if isinstance(m, bytes) else m, float(s)) for m, s in rows]
+        """Every partition's unsettled calls; raises while any partition's slot does not answer (a
+        recovery pass then waits for the next round rather than judge from part of the index)."""
+        parts = await asyncio.gather(*(self._cmd("ZRANGE", k, "0", "-1", "WITHSCORES") for k in LIVE_KEYS))
+        return [(m, float(s)) for flat in parts for m, s in zip(flat[::2], flat[1::2], strict=True)]
 
     async def drop_live(self, call_id: str) -> None:
         """Take a settled call out of the live index (its removal was lost, e.g. with Redis' AOF tail)."""
-        await self.r.zrem(LIVE_KEY, call_id)
+        await self._cmd("ZREM", live_key_of(call_id), call_id)
 
     # -- controller instances ---------------------------------------------------------------------
     async def heartbeat(self, instance: str, ttl_seconds: int) -> None:
@@ -249,13 +287,24 @@ class CallStore:
         return bool(await self.r.exists(HEARTBEAT_KEY.format(instance)))
 
     async def ping(self) -> None:
-        """Raises while Redis does not answer."""
-        await self.r.ping()
+        """Raises while Redis does not answer. On a cluster: while no node gives the slot map (each
+        slot's own calls then fail or succeed on their own, so a settlement retry runs per slot)."""
+        if self.cluster:
+            await (await self._fast()).refresh_slots()
+        else:
+            await self.r.ping()
 
     async def server_info(self) -> dict[str, Any]:
-        """Redis' INFO server section (run_id, uptime_in_seconds)."""
-        info: dict[str, Any] = await self.r.info("server")
-        return info
+        """Redis' INFO server section (run_id, uptime_in_seconds). On a cluster the run ids of every
+        node joined and the youngest uptime: a node restarted empty (no replica had its data) shows."""
+        if not self.cluster:
+            info: dict[str, Any] = await self.r.info("server")
+            return info
+        per_node: dict[str, Any] = await self.r.info("server", target_nodes="primaries")
+        infos = [i for i in per_node.values() if isinstance(i, dict)] if per_node and all(
+            isinstance(i, dict) for i in per_node.values()) else [per_node]
+        return {"run_id": ",".join(sorted(str(i.get("run_id", "")) for i in infos)),
+                "uptime_in_seconds": min(int(i.get("uptime_in_seconds", 0)) for i in infos)}
 
     # -- PIN failures -----------------------------------------------------------------------------
     async def pin_failures(self, facility_id: str, who: str) -> int:
@@ -275,10 +324,10 @@ def unsettled_ended(r: Any, partitions: int, now: float) -> list[str]:
     replies). Over: its end is stored, or its hold's lease has passed (no call outlives its lease)."""
     from ledger.keys import Keys, partition_of
 
-    lease = {m: float(s) for m, s in r.zrange(LIVE_KEY, 0, -1, withscores=True)}
+    lease = {m: float(s) for key in LIVE_KEYS for m, s in r.zrange(key, 0, -1, withscores=True)}
     names = ("ended_at", "settled", "account", "hold_amount")
     found: list[str] = []
-    keys = list(r.scan_iter(match=CALL_KEY.format("*"), count=1000))
+    keys = list(r.scan_iter(match=CALL_KEY_PATTERN, count=1000))
     for start in range(0, len(keys), 1000):
         chunk = keys[start:start + 1000]
         pipe = r.pipeline(transaction=False)
@@ -288,7 +337,7 @@ def unsettled_ended(r: Any, partitions: int, now: float) -> list[str]:
         pipe = r.pipeline(transaction=False)
         ended: list[tuple[str, str]] = []
         for key, (ended_at, settled, account, hold_amount) in zip(chunk, rows, strict=True):
-            call_id = key[len(CALL_KEY.format("")):]
+            call_id = key.partition(":call:")[2]
             over = bool(ended_at) or lease.get(call_id, now) < now
             if not over:
                 continue

@@ -8,7 +8,9 @@ Fail closed: a lost connection, a connect failure or a reply slower than `timeou
 in-flight request with LedgerUnavailable and the next request reconnects. The outcome of a failed
 in-flight request is unknown; ledger operations are idempotent, so the caller retries with the same
 operation id. In cluster mode requests are routed by slot; MOVED refreshes the slot map and retries,
-ASK is followed once.
+ASK is followed once. A node that cannot be reached (a master killed, its replica not yet promoted)
+fails that slot's requests closed and marks the slot map stale: the next request asks the surviving
+nodes who serves the slot now, so a promoted replica takes over without a restart.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import hiredis
 
 from ledger.errors import LedgerInternal, LedgerUnavailable
+from ledger.redisclient import CLUSTER_SCHEME, cluster_seeds
 from ledger.scripts import SCRIPTS, Script
 
 NOT_RUN_PREFIXES = ("LOADING", "READONLY", "MASTERDOWN", "NOAUTH", "CLUSTERDOWN", "TRYAGAIN", "BUSY")
@@ -197,34 +200,49 @@ class Transport:
         self.password = unquote(parsed.password or parsed.username or "") if (parsed.password or
                                                                                 parsed.username) else ""
         query = parse_qs(parsed.query)
-        if parsed.scheme == "unix":
+        seeds = cluster_seeds(url)
+        self.seeds: list[_Node] = []
+        if seeds is not None:
+            self.cluster = cluster = True
+            self.db = 0
+            self.seeds = [_Node(self, host=h, port=p) for h, p in seeds]
+            self.seed = self.seeds[0]
+        elif parsed.scheme == "unix":
             self.db = int(query.get("db", ["0"])[0])
             self.seed = _Node(self, path=parsed.path)
         elif parsed.scheme in ("redis", ""):
             self.db = int((parsed.path or "/0").lstrip("/") or 0)
             self.seed = _Node(self, host=parsed.hostname or "127.0.0.1", port=parsed.port or 6379)
         else:
-            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r} (use redis:// or unix://)")
+            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r} "
+                             f"(use redis://, unix:// or {CLUSTER_SCHEME}://)")
+        if not self.seeds:
+            self.seeds = [self.seed]
         if cluster and self.db:
             raise ValueError("Redis Cluster has only database 0")
         self.nodes: dict[str, _Node] = {}
         self.slots: list[_Node | None] = [None] * 16384
+        if seeds is not None:                 # one connection per node: seeds are nodes of the map
+            self.nodes.update({f"{n.host}:{n.port}": n for n in self.seeds})
         self._watchdog: asyncio.TimerHandle | None = None
         self._closing = False
         self._heads: dict[str, bytes] = {}   # script sha -> bulk("EVALSHA", sha)
+        self._stale = False                   # a node failed: ask the cluster for its slot map again
+        self._refresh: asyncio.Future[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.seed.connect()
         if self.cluster:
             await self.refresh_slots()
+        else:
+            await self.seed.connect()
 
     async def close(self) -> None:
         self._closing = True
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        for node in [self.seed, *self.nodes.values()]:
+        for node in [*self.seeds, *self.nodes.values()]:
             if node._attempt is not None:
                 node._attempt.cancel()
             if node.proto is not None and node.proto.transport is not None:
@@ -243,7 +261,7 @@ class Transport:
         # replies Redis sent meanwhile are still unread, so that time is not counted as its silence.
         late = max(0.0, now - self._watchdog.when()) if self._watchdog is not None else 0.0
         self._watchdog = None
-        for node in [self.seed, *self.nodes.values()]:
+        for node in [*self.seeds, *self.nodes.values()]:
             proto = node.proto
             if proto is None or proto.closed:
                 continue
@@ -262,7 +280,21 @@ class Transport:
         return node
 
     async def refresh_slots(self) -> None:
-        candidates = [self.seed, *self.nodes.values()]
+        """Ask the nodes in turn for the slot map; concurrent callers share one refresh."""
+        refresh = self._refresh
+        if refresh is None:
+            refresh = self._refresh = asyncio.ensure_future(self._refresh_slots())
+            refresh.add_done_callback(self._refresh_done)
+        await asyncio.shield(refresh)
+
+    def _refresh_done(self, refresh: asyncio.Future[None]) -> None:
+        if self._refresh is refresh:
+            self._refresh = None
+        if not refresh.cancelled():
+            refresh.exception()
+
+    async def _refresh_slots(self) -> None:
+        candidates = list(dict.fromkeys([*self.seeds, *self.nodes.values()]))
         last: Exception | None = None
         for node in candidates:
             try:
@@ -279,12 +311,15 @@ class Transport:
                 target = self._node_for_addr(host, int(master[1]))
                 for slot in range(start, end + 1):
                     self.slots[slot] = target
+            self._stale = False
             return
         raise LedgerUnavailable(f"no cluster node answered CLUSTER SLOTS: {last}")
 
     async def _proto(self, slot: int) -> _Protocol:
         node = self.seed
         if self.cluster:
+            if self._stale:
+                await self.refresh_slots()
             node = self.slots[slot]  # type: ignore[assignment]
             if node is None:
                 await self.refresh_slots()
@@ -300,8 +335,12 @@ class Transport:
     async def execute(self, slot: int, payload: bytes) -> Any:
         """Send one packed command and return its reply; routing errors are handled here."""
         for _ in range(5):
-            proto = await self._proto(slot)
-            reply = await proto.send(payload)
+            try:
+                proto = await self._proto(slot)
+                reply = await proto.send(payload)
+            except LedgerUnavailable:
+                self._stale = self.cluster      # that master may be gone: who serves the slot now?
+                raise
             if not isinstance(reply, hiredis.ReplyError):
                 return reply
             msg = str(reply)

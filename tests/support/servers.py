@@ -121,15 +121,17 @@ class PostgresServer:
 
 
 class RedisCluster:
-    """A real 3-master Redis Cluster (no replicas) on free loopback ports."""
+    """A real Redis Cluster on free loopback ports: `masters` masters with `replicas` replicas each."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="apc-cluster-"))
+        self.replicas = replicas
         self.nodes = [EmbeddedRedis(self.tmp / f"n{i}", port=cluster_port(),
                                     extra_args=["--cluster-enabled", "yes",
                                                 "--cluster-config-file", "nodes.conf",
-                                                "--cluster-node-timeout", "2000"])
-                      for i in range(masters)]
+                                                "--cluster-node-timeout", "2000"],
+                                    supervise=not replicas)   # with replicas a dead master stays dead
+                      for i in range(masters * (1 + replicas))]
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
@@ -139,23 +141,92 @@ class RedisCluster:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.nodes[0].port}/0"
 
+    @property
+    def cluster_url(self) -> str:
+        """The `redis+cluster://` URL naming every node as a seed (what a controller is given)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    @property
+    def cli(self) -> str:
+        cli = str(Path(find_redis_server()).with_name("redis-cli"))
+        return cli if Path(cli).exists() else (shutil.which("redis-cli") or cli)
+
+    def run_cli(self, port: int, *args: str) -> str:
+        return subprocess.run([self.cli, "-p", str(port), *args], capture_output=True, text=True,
+                              timeout=10).stdout
+
     def start(self) -> RedisCluster:
         for n in self.nodes:
             n.start()
-        cli = str(Path(find_redis_server()).with_name("redis-cli"))
-        if not Path(cli).exists():
-            cli = shutil.which("redis-cli") or cli
         addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
-        subprocess.run([cli, "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+        subprocess.run([self.cli, "--cluster", "create", *addrs, "--cluster-replicas", str(self.replicas),
+                        "--cluster-yes"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            out = subprocess.run([cli, "-p", str(self.nodes[0].port), "cluster", "info"],
-                                 capture_output=True, text=True).stdout
-            if "cluster_state:ok" in out:
+            if self.healthy(self.nodes[0].port):
                 return self
             time.sleep(0.1)
         raise TimeoutError("redis cluster did not reach cluster_state:ok")
+
+    def healthy(self, port: int) -> bool:
+        """cluster_state ok and, with replicas, every master's replica attached and in sync."""
+        if "cluster_state:ok" not in self.run_cli(port, "cluster", "info"):
+            return False
+        if not self.replicas:
+            return True
+        return all("master_link_status:up" in self.run_cli(port, "info", "replication")
+                   for port, role in self.roles().items() if role == "slave")
+
+    def roles(self) -> dict[int, str]:
+        """port -> "master" or "slave", as each live node says of itself."""
+        out: dict[int, str] = {}
+        for n in self.nodes:
+            if n.proc is None or n.proc.poll() is not None:
+                continue
+            for line in self.run_cli(n.port, "info", "replication").splitlines():
+                if line.startswith("role:"):
+                    out[n.port] = line.split(":", 1)[1].strip()
+        return out
+
+    def replica_of(self, master_port: int) -> int:
+        for port, role in self.roles().items():
+            info = self.run_cli(port, "info", "replication")
+            if role == "slave" and f"master_port:{master_port}" in info:
+                return port
+        raise LookupError(f"no replica of {master_port}")
+
+    def failover(self, master_port: int, timeout: float = 20.0) -> int:
+        """CLUSTER FAILOVER on the master's replica; returns the port of the promoted node."""
+        replica = self.replica_of(master_port)
+        deadline = time.monotonic() + timeout
+        asked = 0.0
+        while time.monotonic() < deadline:
+            if time.monotonic() - asked > 5:     # a manual failover that found no majority times out
+                self.run_cli(replica, "cluster", "failover")
+                asked = time.monotonic()
+            if self.roles().get(replica) == "master" and \
+                    "cluster_state:ok" in self.run_cli(replica, "cluster", "info"):
+                return replica
+            time.sleep(0.1)
+        raise TimeoutError(f"replica {replica} was not promoted")
+
+    def kill_master(self, master_port: int, timeout: float = 30.0) -> int:
+        """kill -9 a master and wait until its replica is promoted; returns the promoted node's port."""
+        import signal
+
+        replica = self.replica_of(master_port)
+        node = next(n for n in self.nodes if n.port == master_port)
+        assert node.proc is not None
+        os.kill(node.proc.pid, signal.SIGKILL)
+        node.proc.wait()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.roles().get(replica) == "master" and \
+                    "cluster_state:ok" in self.run_cli(replica, "cluster", "info"):
+                return replica
+            time.sleep(0.1)
+        raise TimeoutError(f"replica {replica} was not promoted")
 
     def stop(self) -> None:
         for n in self.nodes:
