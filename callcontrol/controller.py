@@ -27,6 +27,7 @@ from callcontrol import speech
 from callcontrol.asterisk.agi import AGIServer, Handler
 from callcontrol.asterisk.agi_deadlines import Deadlines, prompt_lengths
 from callcontrol.call_state import CallState, CallStore
+from callcontrol.alert_calls import alert_route
 from callcontrol.deposit import deposit_route
 from callcontrol.flows.context import FlowContext
 from callcontrol.flows.hangup import Ended, hangup_route, retry_unsettled, settle_call
@@ -128,6 +129,7 @@ class Controller:
             "screen": partial(screen, self.ctx),
             "hangup": partial(hangup_route, self.ctx),
             "deposit": deposit_route(self.ctx, self._gateway),
+            "alert": alert_route,
         }
         self.ctx.gateway = self.ctx.gateway or getattr(routes["deposit"], "gateway", None)
         deadlines = Deadlines(reply=s.agi_reply_timeout, dial_grace=s.agi_dial_grace,

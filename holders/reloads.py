@@ -2,11 +2,7 @@
 per crossing, handle declines.
 
 A crossing is a posting (capture, settle, refund, negative adjust) whose posted balance went from
->= threshold to < threshold. Each ledger operation runs in one Lua script, serialised per account, and
-writes the posted balance after it into its journal entry, which the sync worker copies into
-`ledger_transfers` (`posted_after`, signed `amount`). So whether an entry crossed is a fact of that one
-entry in the account's total order, whatever the number of controllers settling at once: concurrent
-settlements produce one crossing entry per descent, never two. Detection records one
+>= threshold to < threshold (holders/crossings.py, shared with the low-balance alert). Detection records one
 `autoreload_reloads` row per (account, crossing op id) under a unique key (several detectors: one
 insert wins), and the charge is `payments.stored_charge` under a key derived from that row, so a re-run
 after a crash at any step charges at most once.
@@ -27,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, and_, exists, select, update
+from sqlalchemy import Connection, Engine, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as lite_insert
 
+from holders.crossings import crossed
 from holders.sql.schema import autoreload_reloads as r
 from holders.sql.schema import autoreload_settings as s
 from holders.sql.schema import holder_accounts, holders
@@ -45,7 +42,6 @@ BACKOFF_MS = (3_600_000, 6 * 3_600_000)     # before the 2nd and the 3rd attempt
 MAX_DECLINES = 3
 LEASE_MS = 120_000                            # a runner that dies mid-charge is taken over after this
 UNKNOWN_RETRY_MS = 60_000                     # an unknown outcome is resumed (same key) after this
-DEBITS = ("capture", "settle", "refund", "adjust")
 
 
 @dataclass(frozen=True)
@@ -78,12 +74,11 @@ class Reloader:
     def detect(self, limit: int = 1000) -> int:
         """Record each unrecorded crossing of an enabled account; returns how many were new."""
         now = self._now()
-        crossed = and_(tr.c.amount < 0, tr.c.kind.in_(DEBITS), tr.c.posted_after < s.c.threshold_cents,
-                       tr.c.posted_after - tr.c.amount >= s.c.threshold_cents, tr.c.ts >= s.c.since_ts)
         recorded = exists().where(r.c.account_id == tr.c.account_id, r.c.crossing_op_id == tr.c.op_id)
         query = (select(tr.c.account_id, tr.c.op_id, tr.c.ts, s.c.holder_id, s.c.method_id, s.c.amount_cents)
                  .select_from(s.join(tr, tr.c.account_id == s.c.account_id))
-                 .where(s.c.enabled.is_(True), crossed, ~recorded).order_by(tr.c.ts).limit(limit))
+                 .where(s.c.enabled.is_(True), crossed(s.c.threshold_cents, s.c.since_ts), ~recorded)
+                 .order_by(tr.c.ts).limit(limit))
         new = 0
         with self._engine.begin() as conn:
             for row in conn.execute(query).all():

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 SENT, RETRY, FAILED, OPTED_OUT, UNKNOWN = "sent", "retry", "failed", "opted_out", "unknown"
 
@@ -26,6 +27,8 @@ class Outgoing:
     html: str = ""
     unsubscribe_url: str = ""
     first_attempt_ms: int = 0
+    kind: str = ""              # the event's kind and payload: what an automated call speaks
+    payload: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Channel(Protocol):

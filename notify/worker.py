@@ -11,22 +11,23 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from notify import outbox, rules
 from notify.channels import FAILED, OPTED_OUT, RETRY, SENT, UNKNOWN, Channel, Outcome, Outgoing
 from notify.journal import derive_ledger_events
-from notify.model import EMAIL, QUIET_CHANNELS, UNFUNDED_ATTEMPT, RecipientDirectory
+from notify.model import CALL, EMAIL, QUIET_CHANNELS, UNFUNDED_ATTEMPT, RecipientDirectory
 from notify.templates import render
 from notify.unsubscribe import url as unsubscribe_url
 
 log = structlog.get_logger()
 HOUR_MS = 3_600_000
 LEDGER_LOOKBACK_MS = 24 * HOUR_MS      # a receipt a day late is still worth sending; older is not
+Deriver = Callable[[Connection, int], int]   # enqueues events found in SQL (conn, now ms) -> how many
 
 
 @dataclass(frozen=True)
@@ -40,18 +41,21 @@ class NotifyConfig:
     unsubscribe_base: str = ""
     unsubscribe_secret: str = field(default="", repr=False)
     max_attempts: int = rules.MAX_ATTEMPTS
+    call_attempts: int = 3                 # an automated call unanswered this many times is given up
 
 
 class Worker:
     def __init__(self, engine: Engine, directory: RecipientDirectory, channels: Mapping[str, Channel],
                  config: NotifyConfig | None = None, *, clock: Callable[[], float] = time.time,
-                 owner: str | None = None, ledger_events: bool = False) -> None:
+                 owner: str | None = None, ledger_events: bool = False,
+                 derivers: Sequence[Deriver] = ()) -> None:
         self.engine = engine
         self.directory = directory
         self.channels = dict(channels)
         self.config = config or NotifyConfig()
         self.clock = clock
         self.ledger_events = ledger_events      # derive deposit/refund events from the synced journal
+        self.derivers = tuple(derivers)         # more events from SQL (holders' low balance), same step
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     def _now(self) -> int:
@@ -61,6 +65,8 @@ class Worker:
         with self.engine.begin() as conn:
             if self.ledger_events:
                 derive_ledger_events(conn, since_ms=self._now() - LEDGER_LOOKBACK_MS)
+            for derive in self.derivers:
+                derive(conn, self._now())
             return outbox.fan_out(conn, self.directory, at_ms=self._now(),
                                   fallback_to_number=(UNFUNDED_ATTEMPT,))
 
@@ -131,7 +137,7 @@ class Worker:
         return Outgoing(m.message_id, m.address, m.language, text.subject,
                         text.email_text(m.language, unsubscribe) if m.channel == EMAIL else text.text,
                         text.email_html(m.language, unsubscribe) if m.channel == EMAIL else "",
-                        unsubscribe, m.first_attempt_ts)
+                        unsubscribe, m.first_attempt_ts, m.event.kind, m.event.payload)
 
     async def _deliver(self, m: outbox.Claimed) -> None:
         try:
@@ -168,7 +174,7 @@ class Worker:
                 outbox.mark_failed(conn, m.message_id, self.owner, "opted_out", outcome.error, now)
             elif outcome.kind == FAILED:
                 outbox.mark_failed(conn, m.message_id, self.owner, "permanent", outcome.error, now)
-            elif m.attempts >= self.config.max_attempts:
+            elif m.attempts >= (self.config.call_attempts if m.channel == CALL else self.config.max_attempts):
                 outbox.mark_failed(conn, m.message_id, self.owner, "gave_up", outcome.error, now)
             else:
                 delay = max(rules.backoff_ms(m.attempts), outcome.retry_after_ms)

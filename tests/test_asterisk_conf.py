@@ -326,7 +326,7 @@ def test_every_agi_goes_to_the_controller_variable(conf):
                 # only a new inmate call may go to the fallback (its controller is draining)
                 assert not m.group(1) or m.group(2) == "inmate-call", url
                 scripts.add(m.group(2))
-    assert scripts == {"inmate-call", "screen", "hangup", "deposit"}
+    assert scripts == {"inmate-call", "screen", "hangup", "deposit", "alert"}
 
 
 def test_dial_never_names_a_trunk_literally(conf):
@@ -560,3 +560,21 @@ def test_docker_files_use_real_settings_and_the_ami_user():
     assert "--appendonly" in compose
     ami_users = [k for k in parse_conf(CONF / "manager.conf") if k != "general"]
     assert f"AMI_USER:-{ami_users[0]}" in compose
+
+
+@pytest.mark.parametrize(("choice", "lands_in"), [("deposit", "deposit-line"), ("", "apc-alerts")])
+def test_alert_call_runs_the_alert_agi_then_the_deposit_line_on_1(conf, choice, lands_in):
+    """[apc-alerts]: the controller's alert AGI speaks; APC_ALERT_CHOICE=deposit (1 pressed) goes on
+    into the deposit line's own AGI, anything else hangs up. A stale choice from the originate is ignored."""
+    _, dialplan, _ = conf
+    chan = new_channel(conf, APC_ALERT_CHOICE="deposit")
+
+    def agi(app, args, ch):
+        if app == "AGI" and args[0].endswith("/alert"):
+            ch.vars["APC_ALERT_CHOICE"] = choice
+
+    how, _, ctx, _ = run(dialplan, "apc-alerts", "s", chan, on_app=agi)
+    agis = [a for app, a in chan.calls if app == "AGI"]
+    assert agis[0] == "agi://127.0.0.1:4573/alert"
+    assert ctx == lands_in and how == "hangup"
+    assert agis[1:] == (["agi://127.0.0.1:4573/deposit"] if choice else [])
