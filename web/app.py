@@ -1,6 +1,6 @@
 """The ASGI app: the JSON API router, problem+json errors, and the services opened in the lifespan.
-`create_app(config)` is what uvicorn serves and what tests start on a loopback port; the pages will be
-another router included next to `web.api.router`."""
+`create_app(config)` is what uvicorn serves and what tests start on a loopback port; the pages
+(`web.pages`) are a second router on the same services, with their stylesheet under /static."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from web import problems
+from web import pages, problems
 from web.api import router as api_router
 from web.services import WebConfig, open_services
 
@@ -28,4 +28,7 @@ def create_app(config: WebConfig) -> FastAPI:
                               "methods and deposits. Money is integer cents plus a formatted string.")
     problems.install(app)
     app.include_router(api_router)
+    pages.install(app)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static, name="static")
     return app
