@@ -124,6 +124,11 @@ class Controller:
         if s.notify_unfunded_hours > 0:
             from callcontrol.notices import UnfundedNotices
             self.ctx.unfunded_notice = UnfundedNotices(self.sql_url, s.notify_unfunded_hours)
+        if self.sql_url:
+            from callcontrol.holder_data import HolderData
+            self.ctx.holder_data = HolderData(self.sql_url, days=s.call_request_days, catalog=catalog,
+                                              clock=self.clock)
+            await self.ctx.holder_data.start()
         routes: dict[str, Handler] = {
             "inmate-call": partial(inmate_call, self.ctx),
             "screen": partial(screen, self.ctx),
@@ -276,6 +281,11 @@ class Controller:
             drain = getattr(self.agi.routes.get("deposit"), "drain", None)
             if drain is not None:           # card charges run on after their call: let them finish
                 await drain()
+        data = getattr(self.ctx, "holder_data", None)
+        if data is not None:                # requests being marked answered: a moment, then the engine goes
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(data.drain(), 5)
+            data.close()
         notices = getattr(self.ctx, "unfunded_notice", None)
         if notices is not None:             # notices being written: a moment, then the engine goes
             with contextlib.suppress(Exception):

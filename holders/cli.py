@@ -330,5 +330,6 @@ def register(subparsers: Any, open_redis: OpenRedis | None = None, gateway: Any 
     p.add_argument("--amount", type=int, help="cents charged to the card per reload")
     p.add_argument("--method", help="the holder's stored payment method id (pm_...)")
     p.add_argument("--reason", default="", help="why it is switched off (off)")
-    from holders import refund_cli
+    from holders import r2c_cli, refund_cli
     refund_cli.register(subparsers, add, gateway=gateway, notices=notices)
+    r2c_cli.register(add)

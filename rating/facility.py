@@ -47,6 +47,7 @@ class Facility:
     local_set: frozenset[str]
     unfunded_calls: str = "deny"
     inactivity_days: int = MIN_INACTIVITY_DAYS     # refund and close after this many idle local days
+    request2call: bool = True                      # families may ask inmates to call (holders/request2call)
 
     # [start, close) of the last open stretch seen, in absolute seconds: quotes inside it skip the
     # calendar arithmetic. Only stretches without a UTC-offset change are kept.
@@ -172,6 +173,7 @@ def parse_facility(t: Any, groups: dict[str, dict[str, Any]]) -> Facility:
     if kind == "jail" and adp is None:
         raise t.error("average_daily_population", "is required for a jail (it sets the cap tier)")
     shared = parse_shared_fields(t, defaults, required=True)
+    request2call = bool(t.bool("request2call", True))
     t.str("kind", "facility", choices=("facility",))
     t.int("schema", 1, lo=1, hi=1)
     t.finish()
@@ -198,6 +200,7 @@ def parse_facility(t: Any, groups: dict[str, dict[str, Any]]) -> Facility:
         local_set=frozenset(shared["local_area_codes"]),
         unfunded_calls=shared["unfunded_calls"] or "deny",
         inactivity_days=shared["inactivity_days"] or MIN_INACTIVITY_DAYS,
+        request2call=request2call,
     )
 
 

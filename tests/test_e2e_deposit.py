@@ -34,6 +34,7 @@ DECLINE = "4000000000000002"
 EXPIRY = "1230"                  # December 2030; the simulated clock is in November 2026
 CVV = "739"
 YES = Keys("1", after=1.5)      # pressed once the read-back has played (not interrupting it)
+DEPOSIT = "1"                    # the main menu's "make a deposit"
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -43,8 +44,9 @@ def run(coro):  # type: ignore[no-untyped-def]
 def caller(*, number: str = MARIA[2:], amount: str = "25", card: str = VISA, expiry: str = EXPIRY,
            cvv: str = CVV, before: list[object] | None = None, menu: list[object] | None = None,
            extra: list[object] | None = None, confirm: object = YES) -> Handset:
-    """English, number + "correct", [facility menu], amount, card, expiry, CVV, confirm."""
-    actions: list[object] = ["1", *(before or []), f"{number}#", YES, *(menu or []), f"{amount}#",
+    """English, "1" make a deposit (main menu), number + "correct", [facility menu], amount, card, expiry,
+    CVV, confirm."""
+    actions: list[object] = ["1", DEPOSIT, *(before or []), f"{number}#", YES, *(menu or []), f"{amount}#",
                              f"{card}#", f"{expiry}#", f"{cvv}#", *(extra or []), confirm]
     return Handset(actions=actions)
 
@@ -140,7 +142,7 @@ def test_deposit_to_existing_account_posts_exactly_once_and_stores_no_card_data(
             with raw_logs() as logs:
                 result = await deposit_call(h, caller(amount="25"))
             said = heard(result)
-            assert said[:2] == ["deposit_welcome", "deposit_enter_number"]
+            assert said[:3] == ["deposit_welcome", "line_menu", "deposit_enter_number"]
             assert said[said.index("deposit_to_number") + 1:][:10] == [f"digit_{d}" for d in "3125551234"]
             assert "deposit_amount_is" in said and "deposit_confirm" in said
             tail = said[said.index("deposit_success"):]
@@ -278,8 +280,8 @@ def test_luhn_invalid_card_and_garbage_are_re_prompted(tmp_path: Path, redis_url
     async def go() -> None:
         async with deposit_stack(tmp_path, redis_url) as h:
             account = await seed(h.ledger, MARIA, 500)
-            hs = Handset(actions=["1", "12#", f"{MARIA[2:]}#", YES, "**#", "25#", "4111111111111112#",
-                                  f"{VISA}#", f"{EXPIRY}#", f"{CVV}#", YES])
+            hs = Handset(actions=["1", DEPOSIT, "12#", f"{MARIA[2:]}#", YES, "**#", "25#",
+                                  "4111111111111112#", f"{VISA}#", f"{EXPIRY}#", f"{CVV}#", YES])
             result = await deposit_call(h, hs)
             said = heard(result)
             assert said.count("deposit_enter_number") == 2 and "number_invalid" in said
@@ -295,7 +297,7 @@ def test_expired_card_is_refused_three_times_then_the_call_ends(tmp_path: Path, 
     async def go() -> None:
         async with deposit_stack(tmp_path, redis_url) as h:
             account = await seed(h.ledger, MARIA, 500)
-            hs = Handset(actions=["1", f"{MARIA[2:]}#", YES, "25#", f"{VISA}#",
+            hs = Handset(actions=["1", DEPOSIT, f"{MARIA[2:]}#", YES, "25#", f"{VISA}#",
                                   "1026#", "1026#", "1025#",                  # Oct 2026, Oct 2025: expired
                                   f"{CVV}#", YES])
             result = await deposit_call(h, hs)
@@ -329,7 +331,7 @@ def test_hang_up_before_confirming_charges_nothing(tmp_path: Path, redis_url: st
         async with deposit_stack(tmp_path, redis_url) as h:
             account = await seed(h.ledger, MARIA, 500)
             # During card entry, and at the very last moment: during the confirmation prompt.
-            during_card = Handset(actions=["1", f"{MARIA[2:]}#", YES, "25#", HangUp(after=1.0)])
+            during_card = Handset(actions=["1", DEPOSIT, f"{MARIA[2:]}#", YES, "25#", HangUp(after=1.0)])
             at_confirm = caller(confirm=HangUp(after=0.5))
             for hs in (during_card, at_confirm):
                 result = await deposit_call(h, hs)

@@ -1,7 +1,8 @@
 """The 800 deposit line: `agi://…/deposit[?facility=FAC-07]`. A family funds the AdvancePay account of
 their own phone number at a facility with a card, by keypad.
 
-    language (1 en, 2 es) -> number the inmate will call, read back (1 correct, 2 re-enter)
+    language (1 en, 2 es) -> main menu (1 deposit; 2, 3, 4 account options in menu.py; 0 repeat)
+    -> number the inmate will call, read back (1 correct, 2 re-enter)
     -> facility (the query's; else a menu of those with an account plus "another facility", or of all
        when there is none) -> account (opened at posting if new)
     -> amount in whole dollars, read back -> card (Luhn) -> expiry MMYY -> CVV -> confirm (1 / 2)
@@ -37,6 +38,7 @@ from callcontrol.deposit.entry import (
     parse_number,
     spoken_number,
 )
+from callcontrol.deposit.menu import AccountMenu
 from callcontrol.flows.context import FlowContext
 from callcontrol.flows.ports import Channel
 from payments.authorizenet import AuthorizeNetGateway
@@ -163,6 +165,10 @@ class DepositLine:
         if len(offered) > 1:
             key = key or await self._menu(s, ["choose_language"], "12")
             s.lang = decisions.choose_language(offered, key)
+        choice = await self._main_menu(s)
+        if choice != "1":
+            await AccountMenu(self).run(s, choice)
+            return
         if self.gateway is None:
             raise EndCall("no_gateway_configured", "deposit_unavailable")
         await self._number(s)
@@ -204,6 +210,17 @@ class DepositLine:
             await self._finish(s, "deposit_unconfirmed")
         else:
             await self._finish(s, "deposit_unavailable")
+
+    async def _main_menu(self, s: Session) -> str:
+        """1 deposit, 2 balance and last calls, 3 AutoReload, 4 Request2Call, 0 repeat (docs/deposit.md)."""
+        s.step = "menu"
+        for _ in range(self.limits.tries + 1):
+            key = await self._menu(s, ["line_menu"], "12340")
+            if key and key != "0":
+                return key
+            if not key:
+                await self._play(s, ["invalid_choice"])
+        raise self._too_many(s)
 
     @property
     def trail(self) -> DepositTrail:

@@ -20,6 +20,7 @@ from rating import Quote
 if TYPE_CHECKING:
     from callcontrol.asterisk.ami import AMIClient
     from callcontrol.flows.hangup import Ended
+    from callcontrol.holder_data import HolderData
     from payments.gateway import PaymentGateway
 
 SETTLE_CONCURRENCY = 256
@@ -59,6 +60,8 @@ class FlowContext:
     on_record: Callable[[dict[str, Any]], None] | None = None
     # schedules the unfunded-attempt notice without waiting (callcontrol/notices.py); None: no notices
     unfunded_notice: Callable[..., None] | None = None
+    # Request2Call and the 800 line's account menu (callcontrol/holder_data.py); None: neither
+    holder_data: HolderData | None = None
     # call_id -> done event of an inmate session running on this process
     sessions: dict[str, asyncio.Event] = field(default_factory=dict)
     # caller channel -> call id, for calls this process meters without a session (recovered)

@@ -20,7 +20,7 @@ from callcontrol import billing, decisions
 from callcontrol.asterisk.agi import AGIError, AGIHangup, fits_one_app
 from callcontrol.call_state import CallState
 from callcontrol.decisions import Denial, DialVerdict, Outcome
-from callcontrol.flows import one_call_money
+from callcontrol.flows import one_call_money, request2call
 from callcontrol.flows.context import FlowContext, iso, new_call_id
 from callcontrol.flows.hangup import record, release_unused, settle_call
 from callcontrol.flows.ports import Channel
@@ -62,6 +62,7 @@ class Attempt:
     account: str = ""
     privileged: bool = False
     held: bool = False
+    request_id: str = ""             # the Request2Call request this call answers, if any
 
     def record_fields(self, outcome: Outcome, reason: str, ended_at: float) -> dict[str, Any]:
         return {
@@ -183,7 +184,12 @@ async def _run(ctx: FlowContext, ch: Channel, att: Attempt, bound: Any) -> None:
         att.inmate = f"{inmate.number}"
         if inmate.language and inmate.language in languages and len(languages) == 1:
             att.lang = inmate.language
-        await _dial_number(ctx, ch, att, inmate, facility, bound)
+        chosen = await request2call.offer(ctx, ch, att.lang, att.facility_id, inmate)
+        preset = None
+        if chosen is not None:
+            att.request_id, preset = chosen.request_id, request2call.dial_digits(chosen.number_e164)
+            bound.info("call_request_chosen", request_id=chosen.request_id)
+        await _dial_number(ctx, ch, att, inmate, facility, bound, preset=preset)
     except Denied as denied:
         bound.info("call_denied", reason=denied.denial.reason)
         await _deny(ctx, ch, att, denied.denial)
@@ -204,8 +210,9 @@ async def _run(ctx: FlowContext, ch: Channel, att: Attempt, bound: Any) -> None:
 
 
 async def _dial_number(ctx: FlowContext, ch: Channel, att: Attempt, inmate: Inmate, facility: Facility,
-                       bound: Any) -> None:
-    raw = await ch.get_data(ctx.speech.prompt("enter_number", att.lang), NUMBER_TIMEOUT_MS, NUMBER_MAX_DIGITS)
+                       bound: Any, preset: str | None = None) -> None:
+    raw = preset or await ch.get_data(ctx.speech.prompt("enter_number", att.lang), NUMBER_TIMEOUT_MS,
+                                      NUMBER_MAX_DIGITS)
     digits = decisions.clean_number(raw, NUMBER_MAX_DIGITS)
     att.dialled = raw or ""
     if digits is None:
@@ -377,6 +384,13 @@ async def _connect(ctx: FlowContext, ch: Channel, att: Attempt, state: CallState
             await ch.set_variable("CALL_SETTLED", "1")   # the dialplan's hangup handler skips its AGI
     elif dialled:                  # the call's state is gone: judge by Dial's status alone
         verdict = decisions.dial_verdict(dial_status, "")
+    if att.request_id and ctx.holder_data is not None and verdict is not None \
+            and verdict.outcome == Outcome.COMPLETED:
+        try:
+            name = str(ctx.catalog.facility(att.facility_id).name)
+        except Exception:
+            name = att.facility_id
+        ctx.holder_data.answered(att.request_id, att.call_id, name)
     if ch.hungup or verdict is None or verdict.prompt is None:
         return
     try:

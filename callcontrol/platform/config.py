@@ -66,6 +66,7 @@ class Settings:
     notify_unsubscribe_secret: str = field(default="", repr=False)   # HMAC key of unsubscribe tokens
     notify_rate_per_hour: int = 5            # messages per channel and address per hour
     notify_unfunded_hours: int = 24          # at most one unfunded-attempt notice per number and facility
+    call_request_days: int = 7               # a Request2Call request expires this many days after it is made
     notify_help_number: str = ""             # the 800 number in texts and HELP replies
     web_bind: str = "127.0.0.1:8080"         # host:port of `callcontrol web` (the family's API)
     web_secret: str = field(default="", repr=False)  # HMAC key of stored sign-in tokens; empty: no web

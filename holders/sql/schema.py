@@ -163,3 +163,56 @@ holder_inactivity = Table(
     Column("noticed_ts", BigInteger, nullable=True),
     Column("refund_request_id", String(100), nullable=True),
 )
+
+# Request2Call (0004): a holder asks an inmate to call one of the holder's verified numbers. `pending_key`
+# is "<holder>|<facility>|<inmate>" while the request is pending, NULL afterwards: unique, so one pending
+# request per holder and inmate. `name_file` is the holder's recorded name (800 line), "" without one.
+call_requests = Table(
+    "call_requests", metadata,
+    Column("request_id", String(40), primary_key=True),
+    Column("holder_id", String(40), ForeignKey("holders.holder_id"), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("facility_id", String(128), nullable=False),
+    Column("inmate_id", String(64), nullable=False),
+    Column("number_e164", String(16), nullable=False),
+    Column("name_file", String(400), nullable=False),
+    Column("status", String(10), nullable=False),        # pending answered cancelled expired
+    Column("pending_key", String(240), nullable=True),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("expires_ts", BigInteger, nullable=False),
+    Column("closed_ts", BigInteger, nullable=True),      # answered, cancelled or found expired
+    Column("call_id", String(64), nullable=False),       # the call that answered it
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint("pending_key", name="uq_call_requests_pending_key"),
+    Index("ix_call_requests_inmate", "facility_id", "inmate_id", "status"),
+    Index("ix_call_requests_holder", "holder_id", "created_ts"),
+)
+
+# Alert preferences (holders/alerts.py): one row per holder (none: the defaults), one per account with a
+# low-balance threshold, and one per low-balance crossing alerted (unique: one alert per crossing).
+holder_alert_prefs = Table(
+    "holder_alert_prefs", metadata,
+    Column("holder_id", String(40), ForeignKey("holders.holder_id"), primary_key=True),
+    Column("quiet_start", Integer, nullable=False),      # minutes after local midnight; start == end: none
+    Column("quiet_end", Integer, nullable=False),
+    Column("off_channels", String(40), nullable=False),  # comma list: sms,email,call switched off
+    Column("muted_kinds", String(400), nullable=False),  # comma list of notify kinds not wanted
+    Column("updated_ts", BigInteger, nullable=False),
+)
+
+holder_low_balance = Table(
+    "holder_low_balance", metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("holder_id", String(40), ForeignKey("holders.holder_id"), nullable=False),
+    Column("threshold_cents", BigInteger, nullable=False),
+    Column("channels", String(40), nullable=False),      # comma list the alert goes by
+    Column("since_ts", BigInteger, nullable=False),      # crossings before this are not alerted
+    Column("updated_ts", BigInteger, nullable=False),
+)
+
+holder_low_balance_alerts = Table(
+    "holder_low_balance_alerts", metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("crossing_op_id", String(160), primary_key=True),
+    Column("created_ts", BigInteger, nullable=False),
+)
