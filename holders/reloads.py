@@ -205,13 +205,13 @@ class Reloader:
             amount = int(row.amount_cents)
             if status == "posted":
                 enqueue(conn, Event(AUTORELOAD_OK, f"{charge_key}:ok",
-                                    payload={"amount": amount, "balance": available or 0}, **ev))
+                                    payload={"amount_cents": amount, "balance_cents": available or 0}, **ev))
             elif status == "declined":
                 enqueue(conn, Event(AUTORELOAD_DECLINED, f"{charge_key}:declined",
-                                    payload={"amount": amount, "reason": reason}, **ev))
+                                    payload={"amount_cents": amount, "reason": reason}, **ev))
             if "enabled" in values:
                 enqueue(conn, Event(AUTORELOAD_OFF, f"{charge_key}:off",
-                                    payload={"amount": amount, "reason": switched_off}, **ev))
+                                    payload={"amount_cents": amount, "reason": switched_off}, **ev))
         log.info("autoreload_" + state, reload=key, account_id=account, charge_key=charge_key, reason=reason,
                  switched_off=bool(switched_off))
         return Result(key, account, state, reason)

@@ -118,11 +118,13 @@ def render(kind: str, lang: str, payload: Mapping[str, Any], *, time_zone: str =
         "service": service, "help": help_number or "AdvancePay",
         "number": str(payload.get("number", "")), "facility": str(payload.get("facility", "")),
         "inmate": str(payload.get("inmate", "")), "code": str(payload.get("code", "")),
-        "balance": fmt_cents(int(payload.get("balance_cents", 0))),
-        "threshold": fmt_cents(int(payload.get("threshold_cents", 0))),
-        "amount": fmt_cents(int(payload.get("amount_cents", 0))),
         "when": when(int(payload.get("at_ms", 0)), time_zone, lang),
     }
+    # Money only when the event carries it: a text that names an amount its producer did not send
+    # fails (KeyError) instead of telling a family "$0.00".
+    for name in ("balance", "threshold", "amount"):
+        if f"{name}_cents" in payload:
+            values[name] = fmt_cents(int(payload[f"{name}_cents"]))
     return Rendered(texts[0].format(**values), texts[1].format(**values))
 
 

@@ -24,6 +24,7 @@ from holders.ledgerport import BlockingLedger
 from holders.reloads import BACKOFF_MS, Reloader
 from holders.sql import autoreload_reloads, make_engine, migrate
 from ledger import InsufficientFunds, Ledger
+from ledger.money import fmt_cents
 from ledger.sql import migrate as ledger_migrate
 from ledger.sql import transfers
 from ledger.sync import SyncWorker
@@ -248,6 +249,10 @@ def test_one_reload_per_crossing_with_concurrent_settlements(world: World) -> No
     w.sync()
     assert w.gateway.charges == 1 and w.reload_deposits() == 1
     assert len(w.events("autoreload_ok")) == 1
+    # the family is told the amount reloaded, not "$0.00" (the payload keys are the template's)
+    from notify.templates import render
+    ok = w.events("autoreload_ok")[0]
+    assert fmt_cents(ok["amount_cents"]) in render("autoreload_ok", "en", ok).text
     # Refilled above the threshold (6.00 + 25.00); more spending crosses again: a second reload.
     concurrently(w, 40, 60)                # 31.00 -> 7.00
     w.sync()
