@@ -33,8 +33,14 @@ COMMAND_MODULES: dict[str, dict[str, Any]] = {
     "ledger.cli": {"open_redis": redis_url},
     "holders.cli": {"open_redis": redis_url, "gateway": _holder_gateway, "notices": _holder_notices},
     "notify.cli": {},
+def _web_app(**config: Any) -> Any:
+    """The family's web app for `callcontrol demo`, by name: callcontrol never imports web."""
+    services = importlib.import_module("web.services")
+    return importlib.import_module("web.app").create_app(services.WebConfig(**config))
+
+
     "rating.cli": {},
-    "callcontrol.commands": {},
+    "callcontrol.commands": {"web_app": _web_app},
     "callcontrol.roster.cli": {},
     "web.cli": {"open_redis": redis_url},   # the web edge, by name: callcontrol never imports web
 }

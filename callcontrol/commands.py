@@ -19,7 +19,7 @@ from callcontrol.platform.config import Settings
 log = structlog.get_logger("callcontrol.commands")
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, *, web_app: Any = None) -> None:
     serve = subparsers.add_parser("serve", help="run the call controller (FastAGI + AMI watchdog + sync)")
     serve.add_argument("--bind", help="FastAGI host:port (default: settings agi_bind)")
     serve.add_argument("--no-sync", action="store_true", help="do not run the SQL sync worker here")
@@ -36,7 +36,9 @@ def register(subparsers: Any) -> None:
     demo = subparsers.add_parser("demo", help="drive scripted calls through the simulator end to end")
     demo.add_argument("--scale", type=float, default=0.01,
                       help="simulated seconds per real second divisor (0.01: 100x faster)")
-    demo.set_defaults(func=demo_command)
+    demo.add_argument("--no-wait", action="store_true",
+                      help="end after the story even on a terminal (else the web app runs until Ctrl-C)")
+    demo.set_defaults(func=lambda args, settings: demo_command(args, settings, web_app))
 
 
 def _loop_policy() -> None:
@@ -114,7 +116,9 @@ def calls_reconcile_command(args: argparse.Namespace, settings: Settings) -> int
     return 0
 
 
-def demo_command(args: argparse.Namespace, settings: Settings) -> int:
+def demo_command(args: argparse.Namespace, settings: Settings, web_app: Any = None) -> int:
+    import sys
+
     from callcontrol.platform.logs import configure_logging
 
     # The story goes to stdout; only warnings and errors go to the log (stderr).
@@ -122,7 +126,8 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
         configure_logging(settings.log_format, "warning")
     _loop_policy()
     with runtime.redis_url(settings) as url:
-        return asyncio.run(run_demo(settings, url, scale=args.scale))
+        return asyncio.run(run_demo(settings, url, scale=args.scale, web_app=web_app,
+                                    wait=sys.stdout.isatty() and not args.no_wait))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -211,7 +216,7 @@ DEMO_FACILITY = "FAC-07"
 DEMO_PIN = "10422468"          # inmate 1042 + passcode 2468 (facility_data/policy/FAC-07.toml)
 # number -> (owner, balance the demo resets it to, in cents); None: no AdvancePay account
 DEMO_ACCOUNTS: dict[str, tuple[str, int | None]] = {
-    "+13125551234": ("Maria (mother)", 500),
+    "+13125551234": ("Maria (mother)", 510),
     "+13125552000": ("Dave (brother)", 500),
     "+13125553000": ("Former partner", 500),
     "+13125554000": ("Aunt Rosa", 500),
@@ -234,6 +239,7 @@ class DemoCall:
     amount: int = 0
     recorded: bool = False
     heard: str = ""
+    actions: list[object] | None = None  # what the recipient does instead of `keys` (paying by card)
 
 
 def demo_calls() -> list[DemoCall]:
@@ -243,7 +249,8 @@ def demo_calls() -> list[DemoCall]:
         DemoCall("Blocked by recipient (9)", "+13125553000", "9"),
         DemoCall("Same number again", "+13125553000", "1"),
         DemoCall("Not answered", "+13125554000", answer=False),
-        DemoCall("No AdvancePay account", "+13125555000", "1"),
+        DemoCall("No account: recipient pays", "+13125555000", "", 60,
+                 actions=["1", "4111111111111111", "1230", "123", "60601"]),
         DemoCall("Funds run out mid-call (L())", "+13125556000", "1", None),
         DemoCall("Attorney (privileged)", "+13125550100", "1", 60),
     ]
@@ -294,7 +301,7 @@ def _statement(sql_url: str, accounts_by_number: dict[str, str], since_ms: int) 
                 moves = conn.execute(select(transfers).where(transfers.c.account_id == account)
                                      .where(transfers.c.ts >= since_ms).order_by(transfers.c.ver)).all()
                 for m in moves:
-                    what = m.kind + (f" {m.hold_id}" if m.hold_id else "")
+                    what = m.kind + (f" {m.hold_id}" if m.hold_id else f" {m.note}" if m.note else "")
                     lines.append(f"      {what:<36} {_money(m.amount):>8}  "
                                  f"balance {_money(m.posted_after):>8}")
     finally:
@@ -302,17 +309,26 @@ def _statement(sql_url: str, accounts_by_number: dict[str, str], since_ms: int) 
     return lines
 
 
-async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, out: Any = None) -> int:
-    """Seed FAC-07, run the scripted calls over real TCP, sync to SQL and print the story."""
+async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, out: Any = None,
+                   web_app: Any = None, wait: bool = False) -> int:
+    """Seed FAC-07, run the scripted calls over real TCP, sync to SQL and print the story. With `web_app`
+    (callcontrol/cli.py hands in the family's web app) a demo holder with a stored sandbox card and
+    AutoReload is set up through the web API first, and the web app runs on until Ctrl-C when `wait`."""
     import sys
     import time
+    from dataclasses import replace
 
+    from callcontrol.demo_family import DemoFamily, sign_in
     from callcontrol.sim import Handset, Recipient, Record
     from ledger import Ledger
     from ledger.sql import migrate
     from ledger.sync import SyncWorker
+    from payments.sandbox import SandboxGateway
 
     out = out or sys.stdout
+    settings = replace(settings, payment_gateway="sandbox")
+    gateway = SandboxGateway()
+    family: DemoFamily | None = None
     sql_url = settings.sqlalchemy_url
     names_dir = Path(settings.data_dir) / "names"
     await asyncio.to_thread(migrate, sql_url)
@@ -323,8 +339,14 @@ async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, o
     records: list[dict[str, Any]] = []
     try:
         accounts_by_number = await _reset_demo_accounts(ledger, run)
-        stack = Stack(settings, redis_url, scale=scale, sql_url=sql_url, run_sync=False,
-                      names_dir=str(names_dir))
+        reloaded = ""
+        if web_app is not None:
+            family = await DemoFamily(web_app, settings, redis_url, gateway).start()
+            reloaded = await family.set_up(DEMO_FACILITY, DEMO_MARIA)
+            print(f"Demo holder {sign_in()}: Visa ...1111 stored (sandbox), AutoReload on for "
+                  f"{DEMO_MARIA}: under $5.00 add $25.00", file=out)
+        stack = Stack(settings, redis_url, scale=scale, sql_url=sql_url, run_sync=True,
+                      names_dir=str(names_dir), gateway=gateway, card_jobs_interval=0.1)
         await stack.start()
         try:
             assert stack.controller.ctx is not None
@@ -336,7 +358,8 @@ async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, o
                 before = len(records)
                 digits = call.number[2:] if call.number.startswith("+1") else "011" + call.number[1:]
                 handset = Handset(actions=["1", DEMO_PIN, digits, Record("#")])
-                recipient = Recipient(call.number, keys=call.keys, talk=call.talk, answer=call.answer)
+                recipient = (Recipient(call.number, actions=call.actions, talk=call.talk) if call.actions else
+                             Recipient(call.number, keys=call.keys, talk=call.talk, answer=call.answer))
                 result = await stack.sim.place_call(DEMO_FACILITY, f"07{i:02d}", extension=f"07{i:02d}",
                                                     handset=handset, recipient=recipient)
                 await asyncio.sleep(0.02)
@@ -347,6 +370,8 @@ async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, o
                 spoken = [p.rsplit("/", 1)[-1] for p in result.prompts if p.startswith("advancepay/")]
                 tail = [p for p in spoken if p not in ("goodbye", "please_hold")]
                 call.heard = tail[-1] if tail and tail[-1] != "monitoring_notice" else (spoken or [""])[-1]
+            if reloaded:                 # the first call crossed $5.00: the controller's AutoReload runs
+                await _wait_for_reload(ledger, reloaded)
         finally:
             await stack.stop()
         worker = SyncWorker(redis_url, sql_url, partitions=settings.ledger_partitions)
@@ -361,11 +386,37 @@ async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, o
         for i, c in enumerate(calls, 1):
             print(f"{i:>2}  {c.title:<30} {c.number:<13} {c.outcome:<10} {c.reason[:18]:<18} {c.billed:>5}s "
                   f"{_money(c.amount):>8}  {'yes' if c.recorded else 'no':<3}  {c.heard}", file=out)
-        print(f"\nSynced {synced} journal entries to {sql_url.split('://', 1)[0]}. Account statements "
-              f"(this run, from SQL):", file=out)
+        print(f"\nJournal synced to {sql_url.split('://', 1)[0]} ({synced} left for the last drain). Account "
+              f"statements (this run, from SQL):", file=out)
         for line in await asyncio.to_thread(_statement, sql_url, accounts_by_number, since_ms):
             print(line, file=out)
         bad = [c for c in calls if c.outcome in ("", "?", "failed")]
+        if family is not None:
+            receipt = await family.deposit(reloaded, 2000)
+            after = await ledger.balance(reloaded)
+            print(f"\nWeb app (the family's API, docs/web.md): {family.url}/docs\n  sign in: {sign_in()}\n"
+                  f"  checked: that holder deposited {receipt['amount']['formatted']} by the stored card "
+                  f"into {DEMO_MARIA} over the API; available now {_money(after.available)}", file=out)
+            if wait:
+                from callcontrol.demo_family import until_interrupted
+                print("  running until Ctrl-C", file=out, flush=True)
+                await until_interrupted()
         return 1 if bad else 0
     finally:
+        if family is not None:
+            await family.stop()
         await ledger.close()
+
+
+DEMO_MARIA = "+13125551234"
+
+
+async def _wait_for_reload(ledger: Any, account: str, seconds: float = 10.0) -> None:
+    """Until the AutoReload deposit has landed (the controller's card jobs: sync, detect, charge)."""
+    import time
+
+    from callcontrol.demo_family import THRESHOLD
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and (await ledger.balance(account)).posted < THRESHOLD:
+        await asyncio.sleep(0.05)
