@@ -16,13 +16,15 @@ from typing import Any
 
 from notify import outbox
 from notify.channels import Channel
-from notify.model import KINDS, RecipientDirectory, StaticDirectory
+from notify.model import KINDS, RecipientDirectory
 from notify.sql import make_engine, migrate
 from notify.templates import SAMPLE, render, segments
 from notify.worker import NotifyConfig, Worker
 
 
-def register(sub: Any) -> None:
+def register(sub: Any, originator: Any = None) -> None:
+    """`originator`: the host's async factory (settings) -> notify.call.Originator | None, the call
+    channel's way to Asterisk (notify imports nothing of callcontrol)."""
     p = sub.add_parser("notify", help="the notification outbox (docs/notifications.md)")
     cmds = p.add_subparsers(dest="notify_command", metavar="ACTION", required=True)
     ls = cmds.add_parser("list", help="recent messages")
@@ -40,7 +42,7 @@ def register(sub: Any) -> None:
     pv.add_argument("--tz", default="America/Chicago")
     pv.set_defaults(func=_preview)
     rn = cmds.add_parser("run", help="run the delivery worker until SIGINT/SIGTERM")
-    rn.set_defaults(func=_run)
+    rn.set_defaults(func=lambda args, settings: _run(args, settings, originator=originator))
 
 
 def _engine(settings: Any) -> Any:
@@ -110,16 +112,25 @@ def config(settings: Any) -> NotifyConfig:
                         unsubscribe_secret=settings.notify_unsubscribe_secret)
 
 
-def _run(args: argparse.Namespace, settings: Any, directory: RecipientDirectory | None = None) -> int:
+def _run(args: argparse.Namespace, settings: Any, directory: RecipientDirectory | None = None,
+         originator: Any = None) -> int:
     found = channels(settings)
-    if not found:
-        print("notify: no channel configured (notify_sms_provider, notify_smtp_host)")
+    if not found and not (originator and settings.ami_user):
+        print("notify: no channel configured (notify_sms_provider, notify_smtp_host, ami_user)")
         return 2
     engine = _engine(settings)
-    # holders/ will provide the directory from its tables; until then only number-addressed events go out
-    worker = Worker(engine, directory or StaticDirectory(), found, config(settings), ledger_events=True)
+    from holders.alerts import derive_low_balance  # here: holders imports notify's package
+    from holders.directory import HolderDirectory
+    from holders.sql import migrate as holders_migrate
+    holders_migrate(settings.sqlalchemy_url)
 
     async def main() -> None:
+        calls = await originator(settings) if originator else None
+        if calls is not None:
+            from notify.call import CallChannel
+            found["call"] = CallChannel(calls)
+        worker = Worker(engine, directory or HolderDirectory(engine), found, config(settings),
+                        ledger_events=True, derivers=(derive_low_balance,))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
