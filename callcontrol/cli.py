@@ -27,18 +27,24 @@ def _holder_notices(engine: Any) -> Any:
     return OutboxNotices(engine)
 
 
-# Modules exposing register(subparsers, **wiring); a module that is not there yet is skipped. The
-# libraries know nothing of callcontrol: what they need from it (the embedded Redis) is handed in here.
-COMMAND_MODULES: dict[str, dict[str, Any]] = {
-    "ledger.cli": {"open_redis": redis_url},
-    "holders.cli": {"open_redis": redis_url, "gateway": _holder_gateway, "notices": _holder_notices},
-    "notify.cli": {},
+async def _alert_originator(settings: Any) -> Any:
+    """notify's call channel: AMI Originate into [apc-alerts] (callcontrol/alert_calls.py)."""
+    from callcontrol.alert_calls import originator_from_settings
+    return await originator_from_settings(settings)
+
+
 def _web_app(**config: Any) -> Any:
     """The family's web app for `callcontrol demo`, by name: callcontrol never imports web."""
     services = importlib.import_module("web.services")
     return importlib.import_module("web.app").create_app(services.WebConfig(**config))
 
 
+# Modules exposing register(subparsers, **wiring); a module that is not there yet is skipped. The
+# libraries know nothing of callcontrol: what they need from it (the embedded Redis) is handed in here.
+COMMAND_MODULES: dict[str, dict[str, Any]] = {
+    "ledger.cli": {"open_redis": redis_url},
+    "holders.cli": {"open_redis": redis_url, "gateway": _holder_gateway, "notices": _holder_notices},
+    "notify.cli": {"originator": _alert_originator},
     "rating.cli": {},
     "callcontrol.commands": {"web_app": _web_app},
     "callcontrol.roster.cli": {},

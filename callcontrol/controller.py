@@ -24,10 +24,10 @@ from typing import Any
 import structlog
 
 from callcontrol import speech
+from callcontrol.alert_calls import alert_route
 from callcontrol.asterisk.agi import AGIServer, Handler
 from callcontrol.asterisk.agi_deadlines import Deadlines, prompt_lengths
 from callcontrol.call_state import CallState, CallStore
-from callcontrol.alert_calls import alert_route
 from callcontrol.deposit import deposit_route
 from callcontrol.flows.context import FlowContext
 from callcontrol.flows.hangup import Ended, hangup_route, retry_unsettled, settle_call
@@ -306,13 +306,13 @@ class Controller:
                 self._sync_worker.close()
         if self._roster_engine is not None:
             self._roster_engine.dispose()
+        if self.card_jobs is not None:
+            self.card_jobs.close()
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.end_heartbeat(self.instance)
             await self.store.close()
         if self.ledger is not None:
-        if self.card_jobs is not None:
-            self.card_jobs.close()
             close = getattr(self.ledger, "close", None) or getattr(self.ledger, "aclose", None)
             if close is not None:
                 with contextlib.suppress(Exception):
