@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("bench.ledger_bench", "bench.rating_bench", "bench.call_bench", "bench.agi_soak")
+BENCHES = ("bench.ledger_bench", "bench.rating_bench", "bench.call_bench", "bench.agi_soak",
+           "bench.real_asterisk")
 
 
 def main(names: list[str]) -> int:
