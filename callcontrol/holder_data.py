@@ -21,6 +21,7 @@ from holders.request2call import CallRequests, Request
 log = structlog.get_logger("callcontrol.holder_data")
 
 OFFER_TIMEOUT = 1.0          # seconds the inmate's call set-up waits for its requests at most
+WAITING_TTL = 5.0            # clock seconds a facility's "inmates with requests" set is reused
 IVR_ACTOR = Actor.support("ivr:800")
 
 
@@ -43,6 +44,10 @@ class HolderData:
         self._requests: CallRequests | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()
+        # facility -> (read at, inmates with a pending request): most inmates have none, so most call
+        # set-ups read no SQL at all; a new request is heard at most WAITING_TTL seconds late
+        self._waiting: dict[str, tuple[float, frozenset[str]]] = {}
+        self._refresh: dict[str, asyncio.Lock] = {}
 
     def enabled(self, facility_id: str) -> bool:
         try:
@@ -83,12 +88,34 @@ class HolderData:
         if not self.enabled(facility_id):
             return []
         try:
+            if inmate_id not in await self._inmates_waiting(facility_id):
+                return []
             found: list[Request] = await asyncio.wait_for(
                 self.run(CallRequests.pending_for, facility_id, inmate_id), OFFER_TIMEOUT)
             return found
         except Exception as exc:
             log.warning("call_requests_skipped", facility_id=facility_id, error=type(exc).__name__)
             return []
+
+    async def _inmates_waiting(self, facility_id: str) -> frozenset[str]:
+        """One SELECT per facility every WAITING_TTL seconds, shared by the calls setting up meanwhile;
+        a failed read is remembered as "none" for the same time (no retry storm on a dead database)."""
+        cached = self._waiting.get(facility_id)
+        if cached is not None and self._clock.now() - cached[0] < WAITING_TTL:
+            return cached[1]
+        lock = self._refresh.setdefault(facility_id, asyncio.Lock())
+        async with lock:
+            cached = self._waiting.get(facility_id)
+            if cached is not None and self._clock.now() - cached[0] < WAITING_TTL:
+                return cached[1]
+            try:
+                found: frozenset[str] = await asyncio.wait_for(
+                    self.run(CallRequests.inmates_waiting, facility_id), OFFER_TIMEOUT)
+            except Exception:
+                self._waiting[facility_id] = (self._clock.now(), frozenset())
+                raise
+            self._waiting[facility_id] = (self._clock.now(), found)
+            return found
 
     def answered(self, request_id: str, call_id: str, facility_name: str) -> None:
         """Fire and forget: mark answered and enqueue the holder's notice; a failure is logged."""
@@ -110,6 +137,7 @@ class HolderData:
                       name_file: str) -> Request:
         made: Request = await self.run(CallRequests.create, IVR_ACTOR, holder_id, facility_id, inmate_id,
                                        number, name_file=name_file)
+        self._waiting.pop(facility_id, None)        # heard on this controller's next call at once
         return made
 
     async def autoreload(self, account_id: str) -> tuple[int, int] | None:

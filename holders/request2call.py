@@ -182,6 +182,15 @@ class CallRequests:
                                 .order_by(t.c.created_ts)).all()
         return [_request(r, now) for r in rows]
 
+    def inmates_waiting(self, facility_id: str) -> frozenset[str]:
+        """The inmates of a facility with a pending, unexpired request: one SELECT for every call set-up
+        of the next few seconds (callcontrol/holder_data.py caches it)."""
+        now = self._now()
+        with self._engine.connect() as conn:
+            found = conn.execute(select(t.c.inmate_id).distinct().where(
+                t.c.facility_id == facility_id, t.c.status == "pending", t.c.expires_ts > now)).scalars()
+            return frozenset(found)
+
     def answered(self, request_id: str, call_id: str, *, facility_name: str = "") -> bool:
         """Mark the request answered by `call_id` and enqueue the holder's notice, in one transaction.
         True when this call closed it; a repeat (same request) changes nothing and notifies no one twice."""
