@@ -218,11 +218,14 @@ class AgiSession:
 
     async def run(self) -> str:
         """Run the session to its end; returns AGISTATUS (SUCCESS, HANGUP or FAILURE)."""
-        host, port = self.sim.controller
         loop = asyncio.get_running_loop()
-        try:
-            _, conn = await loop.create_connection(lambda: _Lines(loop), host, port)
-        except OSError:
+        for host, port in self.sim.controller_order():
+            try:
+                _, conn = await loop.create_connection(lambda: _Lines(loop), host, port)
+                break
+            except OSError:
+                continue
+        else:
             self.transcript.status = "FAILURE"
             return "FAILURE"
         self._writer = conn.transport

@@ -69,11 +69,14 @@ class SimConfig:
 
 
 class Simulator:
-    """One simulated Asterisk. Use `async with Simulator(controller=(host, port), clock=...)`."""
+    """One simulated Asterisk. Use `async with Simulator(controller=(host, port), clock=...)`.
+
+    `controller` may be a list of addresses, as behind `hagi://` (DNS SRV): sessions are spread over them
+    in turn, and one whose address refuses the connection goes to the next, as Asterisk does."""
 
     def __init__(
         self,
-        controller: tuple[str, int] = ("127.0.0.1", 4573),
+        controller: tuple[str, int] | list[tuple[str, int]] = ("127.0.0.1", 4573),
         *,
         clock: Clock | None = None,
         config: SimConfig | None = None,
@@ -81,7 +84,9 @@ class Simulator:
     ) -> None:
         self.config = config or SimConfig()
         self.clock = clock or Clock()
-        self.controller = controller
+        self.controllers = list(controller) if isinstance(controller, list) else [controller]
+        self.controller = self.controllers[0]
+        self._turn = itertools.count()
         self.events = EventBus()
         self.apps = Apps(self)
         self.channels: dict[str, Channel] = {}
@@ -89,6 +94,7 @@ class Simulator:
         self.astdb: dict[tuple[str, str], str] = {}
         self.recipients: dict[str, Recipient] = {}
         self.dials: list[DialAttempt] = []  # every Dial attempt, in order (tests read it)
+        self.originated: list[CallResult] = []  # every AMI Originate: its ;1 half's AGIs, prompts, keys
         self.rng = random.Random(self.config.seed)
         self.stats: Counter[str] = Counter()
         self.dialplan: Dialplan = {
@@ -138,6 +144,11 @@ class Simulator:
         return task
 
     # --------------------------------------------------------------- naming
+    def controller_order(self) -> list[tuple[str, int]]:
+        """The addresses a new FastAGI session tries, in order: the next one in turn first."""
+        i = next(self._turn) % len(self.controllers)
+        return self.controllers[i:] + self.controllers[:i]
+
     @property
     def agi_host(self) -> str:
         return self.config.agi_host or f"{self.controller[0]}:{self.controller[1]}"
@@ -344,6 +355,14 @@ class Simulator:
                 if cond.strip() not in ("", "0") and "(" in rest:
                     inner_app, _, inner = rest.partition("(")
                     await self.apps.run(chan, inner_app, inner.rstrip(")"))
+            elif app == "gotoif":
+                # GotoIf(cond?context,exten,priority): only the three-part form, used to leave a context
+                cond, _, dest = data.partition("?")
+                where = dest.split(":")[0].split(",")
+                target = find_exten(self.dialplan, where[0], where[1]) if len(where) == 3 else None
+                if cond.strip() not in ("", "0") and target is not None:
+                    chan.context, chan.exten = where[0], where[1]
+                    return await self.run_steps(chan, target, int(where[2]), transcripts=transcripts)
             elif app == "waitforcondition":
                 chan.cdr_app = (step.app, data)
                 chan.extra["waiting_condition"] = True
@@ -520,9 +539,12 @@ class Simulator:
         )
 
     def _wire_originate_hooks(
-        self, one: Channel, two: Channel, action_id: str | None, target: tuple[str, str] | None
+        self, one: Channel, two: Channel, action_id: str | None, target: tuple[str, str] | None,
+        result: CallResult | None = None,
     ) -> None:
-        """DialBegin when ;2 first blocks; on ;2's answer: ;1 goes up and runs the handset dialplan."""
+        """DialBegin when ;2 first blocks; on ;2's answer: ;1 goes up and runs the handset dialplan.
+        An Originate's ;1 (`result` given) hears the party ;2's Dial reached (their keys are its keys),
+        and when its dialplan ends the Local pair goes down with it."""
         dial_string = f"{two.exten}@{two.context}"
 
         def dial_begin() -> None:
@@ -554,7 +576,14 @@ class Simulator:
                 "DialEnd", [("Privilege", "call,all"), *one.snapshot("Dest"), ("DialStatus", "ANSWER")]
             )
             steps = find_exten(self.dialplan, ctx, exten) if ctx else None
-            if steps is not None:
+            peer = two.extra.get("dial_peer")
+            if result is not None and peer is not None:
+                one.script = peer.script
+            if steps is not None and result is not None:
+                one.context, one.exten = ctx, exten
+                one.extra["on_first_block"] = lambda: self.device_state(two, "INUSE")
+                self.spawn(self._run_originated(one, two, steps, result))
+            elif steps is not None:
                 one.context, one.exten = ctx, exten
                 one.extra["on_first_block"] = lambda: self.device_state(two, "INUSE")
                 self.spawn(self.run_steps(one, steps))
@@ -563,6 +592,19 @@ class Simulator:
 
         two.extra["on_first_block"] = dial_begin
         two.extra["on_answer"] = answered
+
+    async def _run_originated(self, one: Channel, two: Channel, steps: list[Step], result: CallResult) -> None:
+        transcripts: list[AgiTranscript] = []
+        result.answered_at = self.clock.now()
+        try:
+            await self.run_steps(one, steps, transcripts=transcripts)
+        finally:
+            result.agis = transcripts
+            result.prompts = list(one.prompts)
+            result.keys = list(one.keys)
+            result.variables = dict(one.vars)
+            if not two.dead:
+                two.soft_hangup(16, "peer")
 
     # ------------------------------------------------------------ originate
     async def originate(
@@ -588,7 +630,13 @@ class Simulator:
         self._appdial2(one)
         if callerid is not None:
             self._set_callerid(one, two, callerid[1], callerid[0], variables)
-        self._wire_originate_hooks(one, two, action_id, (context, exten))
+        else:
+            for k, v in variables:
+                one.set_var(k, v)
+                two.set_var(k, v)
+        result = CallResult(channel=one.name, uniqueid=one.uniqueid, placed_at=self.clock.now())
+        self.originated.append(result)
+        self._wire_originate_hooks(one, two, action_id, (context, exten), result)
         two.role, one.role = "caller", "handset"
         self.stats["calls"] += 1
 
@@ -598,8 +646,20 @@ class Simulator:
             finally:
                 two.soft_hangup(16, "dialplan")
                 await self.run_hangup_handlers(two, None)
+                unanswered = one.answered_at is None
                 self.destroy_pair(two, one)
                 self.processed_calls += 1
+                result.hangup_cause = two.hangupcause
+                result.ended_at = self.clock.now()
+                if unanswered and action_id is not None:
+                    # Never answered: Asterisk's OriginateResponse gives the last control frame of the
+                    # dialled leg: 5 busy, 8 congestion, else 3 (still ringing when it gave up).
+                    reason = {17: "5", 34: "8"}.get(two.hangupcause, "3")
+                    self.events.emit("OriginateResponse", [
+                        ("Privilege", "call,all"), ("ActionID", action_id), ("Response", "Failure"),
+                        ("Channel", channel), ("Context", context), ("Exten", exten), ("Reason", reason),
+                        ("Uniqueid", "<unknown>"), ("CallerIDNum", "<unknown>"),
+                        ("CallerIDName", "<unknown>")])
 
         self.spawn(run())
         return "ok"
