@@ -229,10 +229,13 @@ class Controller:
         from ledger.sql import make_engine
 
         def fetch() -> tuple[dict[str, int], dict[str, Any]]:
-            engine = self._roster_engine = self._roster_engine or make_engine(self.sql_url)
-            if not seen:
+            if self._roster_engine is None:
+                # Once per process: with no roster imported `seen` stays empty, and migrating on every
+                # poll took SQLite's write lock from the sync worker under load (records stopped syncing).
                 store.migrate(self.sql_url)
-            now = store.current_versions(engine)
+                self._roster_engine = make_engine(self.sql_url)
+            now = store.current_versions(self._roster_engine)
+            engine = self._roster_engine
             return now, {f: store.load(engine, f) for f, v in now.items() if seen.get(f) != v}
 
         try:
