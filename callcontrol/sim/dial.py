@@ -175,6 +175,7 @@ async def dial(sim: Simulator, caller: Channel, data: str) -> int:
                 caller.hangupcause = callee.hangupcause or 16
                 return _instant_bridge(sim, caller, callee, attempt, "recipient")
         # ---- bridge
+        caller.extra["dial_peer"] = callee      # an Originate's ;1 hears this party (world.py)
         caller.answer()
         return await _bridge(sim, caller, callee, attempt, opts, recipient.talk)
     finally:

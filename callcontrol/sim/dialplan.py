@@ -150,3 +150,31 @@ def production_dialplan(subroutines: dict[str, str] | None = None) -> Dialplan:
     """Subroutine contexts of the production dialplan (facility-phones extensions are built per call)."""
     subs = subroutines if subroutines is not None else {"screen-sub": "screen"}
     return {name: {"s": screening_sub(script)} for name, script in subs.items()}
+
+
+def alert_dialplan() -> Dialplan:
+    """The shipped [apc-outbound], [apc-alerts] and [deposit-line] (asterisk_conf/extensions.conf) in the
+    simulator's terms, with OUTBOUND_TRUNK=Local: Dial(Local/<digits>) reaches the scripted Recipient of
+    that number; the labels of [apc-outbound] become ExecIfs with the same outcomes (Busy, Congestion)."""
+    return {
+        "apc-outbound": {
+            "_X.": [
+                Step("Dial", "Local/${EXTEN},120"),
+                Step("ExecIf", '$["${DIALSTATUS}" = "BUSY"]?Busy(10)'),
+                Step("ExecIf", '$["${DIALSTATUS}" = "CONGESTION"]?Congestion(10)'),
+                Step("ExecIf", '$["${DIALSTATUS}" = "CHANUNAVAIL"]?Congestion(10)'),
+                Step("Hangup", ""),
+            ]
+        },
+        "apc-alerts": {
+            "s": [
+                Step("Set", "APC_ALERT_CHOICE="),
+                Step("AGI", "agi://{agi}/alert"),
+                Step("GotoIf", '$["${APC_ALERT_CHOICE}" = "deposit"]?deposit-line,s,1'),
+                Step("Hangup", ""),
+            ]
+        },
+        "deposit-line": {
+            "s": [Step("AGI", "agi://{agi}/deposit"), Step("Hangup", "")],
+        },
+    }

@@ -86,6 +86,8 @@ class CallResult:
     hangup_cause: int = 0
     ended_at: float | None = None
     agi_status: str = ""
+    agis: list[AgiTranscript] = field(default_factory=list)  # an Originate's ;1: every AGI it ran, in order
+    answered_at: float | None = None  # an Originate's ;1 answered (its context started)
 
     @property
     def bridged(self) -> bool:

@@ -593,7 +593,9 @@ class Simulator:
         two.extra["on_first_block"] = dial_begin
         two.extra["on_answer"] = answered
 
-    async def _run_originated(self, one: Channel, two: Channel, steps: list[Step], result: CallResult) -> None:
+    async def _run_originated(
+        self, one: Channel, two: Channel, steps: list[Step], result: CallResult
+    ) -> None:
         transcripts: list[AgiTranscript] = []
         result.answered_at = self.clock.now()
         try:
