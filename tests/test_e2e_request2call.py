@@ -76,7 +76,8 @@ def test_request_heard_after_the_pin_called_with_1_and_the_holder_notified(tmp_p
             holder = await asyncio.to_thread(w.holder, MARIA)
             account = await seed(h.ledger, MARIA, 500)
             await asyncio.to_thread(w.reqs.create, STAFF, holder, FAC, "1042", MARIA)
-            result = await h.call(inmate(Keys("1", after=1.5), Record("#")), Recipient(MARIA, keys="1", talk=30))
+            result = await h.call(inmate(Keys("1", after=1.5), Record("#")),
+                                  Recipient(MARIA, keys="1", talk=30))
             said = prompt_ids(result.prompts)
             start = said.index("r2c_you_have")
             assert said[start:start + 3] == ["r2c_you_have", "n_1", "r2c_request"]
