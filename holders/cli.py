@@ -63,10 +63,18 @@ class PaymentMethod:
     expiry: str      # MM/YY
 
 
-def payment_methods(settings: Settings, holder_id: str) -> list[PaymentMethod] | None:
-    """Seam for the stored-methods store (payments/methods, being built): None means "no store yet".
-    It must return brand, last 4 and expiry only."""
-    return None
+def payment_methods(settings: Settings, holder_id: str) -> list[PaymentMethod]:
+    """The holder's stored cards as support may see them: brand, last 4 and expiry only."""
+    import payments.sql
+    from payments.methods import stored_methods
+
+    payments.sql.migrate(settings.sqlalchemy_url)
+    engine = payments.sql.make_engine(settings.sqlalchemy_url)
+    try:
+        return [PaymentMethod(m.brand, m.last4, f"{m.exp_month:02d}/{m.exp_year % 100:02d}")
+                for m in stored_methods(engine, holder_id)]
+    finally:
+        engine.dispose()
 
 
 @contextmanager
@@ -155,7 +163,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
             rows.append(row)
     methods = payment_methods(settings, h.holder_id)
     data = {"holder": dataclasses.asdict(h), "accounts": rows,
-            "payment_methods": None if methods is None else [dataclasses.asdict(m) for m in methods]}
+            "payment_methods": [dataclasses.asdict(m) for m in methods]}
 
     def money(v: int | None) -> str:
         return "-" if v is None else fmt_cents(v)
@@ -167,7 +175,6 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
                 "yes " + r["verified_at"] if r["verified"] else "no",
                 r["state"], money(r["posted"]), money(r["held"]), money(r["available"])] for r in rows])
         if rows else "accounts: none",
-        "payment methods: not available yet (no stored-methods store)" if methods is None else
         table(["brand", "last 4", "expiry"], [[m.brand, m.last4, m.expiry] for m in methods])
         if methods else "payment methods: none"])
     _emit(args, data, text)

@@ -141,10 +141,7 @@ class PaymentMethods:
         return None if row is None else _method(row)
 
     def _list(self, owner: str) -> list[PaymentMethod]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(t).where(t.c.owner == owner, t.c.removed_at.is_(None))
-                                .order_by(t.c.created_at, t.c.method_id)).mappings().all()
-        return [_method(r) for r in rows]
+        return stored_methods(self.engine, owner)
 
     def _remove(self, owner: str, method_id: str) -> bool:
         with self.engine.begin() as conn:
@@ -155,3 +152,13 @@ class PaymentMethods:
             conn.execute(update(t).where(t.c.method_id == str(method_id), t.c.removed_at.is_(None))
                          .values(removed_at=self.now()))
         return True
+
+
+def stored_methods(engine: Engine, owner: str) -> list[PaymentMethod]:
+    """The owner's methods that are not removed, oldest first: a read that needs no gateway (support
+    tools list them; only adding a card talks to the processor)."""
+    _check(owner, "owner", MAX_OWNER)
+    with engine.connect() as conn:
+        rows = conn.execute(select(t).where(t.c.owner == owner, t.c.removed_at.is_(None))
+                            .order_by(t.c.created_at, t.c.method_id)).mappings().all()
+    return [_method(r) for r in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -38,8 +39,23 @@ def js(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     return json.loads(out)
 
 
+def _store_card(sql_url: str, holder_id: str) -> None:
+    """The holder stores a card (as the web does): payments keeps a token, brand, last 4 and expiry."""
+    import payments.sql
+    from payments.methods import PaymentMethods
+    from payments.sandbox import SandboxGateway
+
+    payments.sql.migrate(sql_url)
+    engine = payments.sql.make_engine(sql_url)
+    try:
+        asyncio.run(PaymentMethods(engine, SandboxGateway(), "sandbox").add(
+            holder_id, "add-1", "4111111111111111", "1230", "737"))
+    finally:
+        engine.dispose()
+
+
 def test_support_creates_claims_verifies_shows_and_pages_history(
-        env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        env: str, sql_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     with SyncLedger(env) as led:           # the 800 line opened and funded this account
         account = led.open_account("dep-1:open", FAC, NUM)
         led.deposit("dep-1:dep", account, 2_500, source="ivr")
@@ -61,9 +77,12 @@ def test_support_creates_claims_verifies_shows_and_pages_history(
     [acct] = shown["accounts"]
     assert (acct["account"], acct["facility"], acct["number"], acct["verified"]) == (account, FAC, NUM, True)
     assert (acct["posted"], acct["held"], acct["available"]) == (2_500, 0, 2_500)
-    assert shown["payment_methods"] is None
+    assert shown["payment_methods"] == []
+    _store_card(sql_url, hid)
+    card = {"brand": "visa", "last4": "1111", "expiry": "12/30"}
+    assert js(capsys, "show", hid)["payment_methods"] == [card]
     rc, out, _ = run(capsys, "show", hid)
-    assert rc == 0 and "$25.00" in out and "not available yet" in out
+    assert rc == 0 and "$25.00" in out and "1111" in out and "4111111111111111" not in out
 
     assert [h["holder_id"] for h in js(capsys, "find", "--number", NUM)] == [hid]
     assert [h["holder_id"] for h in js(capsys, "find", "--email", "pat@EXAMPLE.com")] == [hid]
