@@ -7,7 +7,7 @@ answered call: the alert in the recipient's language, the balance spoken by call
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -26,14 +26,18 @@ _REASONS = {"4": "answered", "5": "busy", "8": "busy", "3": "no_answer", "1": "n
 
 class AmiOriginator:
     """Originate Local/<digits>@apc-outbound (the dial template) into [apc-alerts],s,1 and wait for the
-    OriginateResponse: answered, busy, no_answer or failed."""
+    OriginateResponse: answered, busy, no_answer or failed. `channel_ids`, when given, names each call's
+    first channel (AMI ChannelId): every channel of the call then has that Linkedid, so whoever watches
+    AMI (the real-Asterisk tests' Switch) can follow it."""
 
     def __init__(self, ami: AMIClient, *, dial_template: str = "Local/{number}@apc-outbound",
-                 ring_seconds: int = 30, caller_id: str = "") -> None:
+                 ring_seconds: int = 30, caller_id: str = "",
+                 channel_ids: Callable[[], str] | None = None) -> None:
         self._ami = ami
         self._template = dial_template
         self._ring = ring_seconds
         self._caller_id = caller_id
+        self._channel_ids = channel_ids
 
     async def originate(self, number: str, variables: Mapping[str, str]) -> tuple[str, str]:
         digits = "".join(ch for ch in number if ch.isdigit())
@@ -43,6 +47,7 @@ class AmiOriginator:
             msg = await self._ami.originate(
                 self._template.format(number=digits), context=CONTEXT, exten="s", priority=1,
                 variables=dict(variables), timeout_ms=self._ring * 1000, caller_id=self._caller_id or None,
+                channel_id=self._channel_ids() if self._channel_ids is not None else None,
                 response_timeout=self._ring + 30)
         except AMIError as exc:
             log.warning("alert_call_refused", error=str(exc)[:200])

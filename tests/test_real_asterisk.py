@@ -24,8 +24,12 @@ from typing import Any
 
 import pytest
 
+from callcontrol.alert_calls import AmiOriginator, message
+from callcontrol.asterisk.ami import AMIClient
 from ledger import Ledger
-from tests.support.asterisk import ENABLE_HINT, find_asterisk
+from notify.call import CallChannel
+from notify.channels import Outgoing
+from tests.support.asterisk import CONTROLLER_SECRET, ENABLE_HINT, find_asterisk
 from tests.support.realworld import RealWorld, pin
 from tests.support.switch import CALLER_HANGS_UP, HANG_UP, SILENCE, Call, Party, Switch
 
@@ -91,6 +95,7 @@ def scenarios() -> dict[str, Scenario]:
 
 RACE = "3125551213"             # two stations, one minute of funds
 DEPOSITOR = "3125551220"        # funds their account at FAC-07 on the 800 line during phase one
+ALERTED = "3125551221"          # phase one: a low-balance alert call to a funded account's number, then 1
 VISA, EXPIRY, CVV, ZIP = "4111111111111111", "1230", "739", "60601"
 UNFUNDED = {"no_account": ("3125551240", None), "insufficient": ("3125551241", 5)}   # site without a gateway
 ADOPTED = "3125551230"          # phase two: the controller dies mid-call, another adopts the call
@@ -98,12 +103,13 @@ DRAINED, LATE = "3125551231", "3125551242"   # phase two: a call up while its co
 
 
 def depositor() -> Party:
-    """English, the number and "correct", FAC-07 from the menu, $25, card, expiry, CVV, confirm.
+    """English, 1 (deposit) at the main menu, the number and "correct", FAC-07 from the menu, $25, card,
+    expiry, CVV, confirm.
 
     The expiry has no `#`: its GET DATA ends at the fourth digit, and a `#` keyed after it would land in
     the CVV prompt as an empty entry (real Asterisk; the simulator does not model it)."""
-    return Party(["1", f"{DEPOSITOR}#", ("@WAIT FOR DIGIT", "1"), ("@WAIT FOR DIGIT", "1"), "25#",
-                  f"{VISA}#", EXPIRY, f"{CVV}#", ("@WAIT FOR DIGIT", "1")])
+    return Party(["1", ("@line_menu", "1"), f"{DEPOSITOR}#", ("@WAIT FOR DIGIT", "1"),
+                  ("@WAIT FOR DIGIT", "1"), "25#", f"{VISA}#", EXPIRY, f"{CVV}#", ("@WAIT FOR DIGIT", "1")])
 
 
 @dataclass
@@ -119,6 +125,9 @@ class Site:
     blocked_now: bool
     deposit: Call
     deposit_balance: Any
+    alert: Call
+    alert_result: tuple[str, str]
+    alert_cents: int
 
 
 async def _seed(ledger: Ledger, number: str, cents: int | None, tag: str) -> str:
@@ -137,7 +146,11 @@ async def _phase_one(world: RealWorld) -> Site:
         sc.account = await _seed(ledger, sc.number, sc.funds, name)
     race_account = await _seed(ledger, RACE, 9, "race")
     deposit_account = await _seed(ledger, DEPOSITOR, 100, "depositor")
+    alert_cents = (await ledger.balance(await _seed(ledger, ALERTED, 375, "alerted"))).available
     async with Switch(*world.switch_args()) as sw:
+        # 1 once the alert has played (its WAIT FOR DIGIT), then hang up at the deposit line's first prompt
+        alert_id, alert = sw.expect_alert(Party([("@WAIT FOR DIGIT", "1"), HANG_UP]))
+        alerting = asyncio.ensure_future(_alert_call(world, alert_id, alert_cents))
         placed = {name: sw.place(sc.station, sc.handset, sc.recipient) for name, sc in cases.items()}
         calls = dict(zip(placed, await asyncio.gather(*placed.values()), strict=True))
         race = await asyncio.gather(
@@ -145,8 +158,9 @@ async def _phase_one(world: RealWorld) -> Site:
             sw.place("0704", Party(inmate(RACE, 1079)), Party(["1"], talk=3)))
         unknown = await sw.place("5555", Party([]))
         deposit = await sw.place("18005550100", depositor(), context="from-carrier")
-        everything = [*calls.values(), *race, unknown, deposit]
+        everything = [*calls.values(), *race, unknown, deposit, alert]
         await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in everything)), 300)
+        alert_result = await alerting
     for name, call in calls.items():
         cases[name].call = call
     await asyncio.sleep(1.5)                 # the sync worker copies the last records into SQL
@@ -162,7 +176,22 @@ async def _phase_one(world: RealWorld) -> Site:
     records = {r["number_e164"] or r["dialled"]: r for r in world.call_records()}
     return Site(world, cases, list(race), race_account, records, balances,
                 None if caller_at is None or leg_at is None else leg_at - caller_at, unknown, blocked_now,
-                deposit, deposit_balance)
+                deposit, deposit_balance, alert, alert_result, alert_cents)
+
+
+async def _alert_call(world: RealWorld, channel_id: str, cents: int) -> tuple[str, str]:
+    """What `callcontrol notify run` does for a low-balance alert: notify's call channel variables, the
+    controller's AMI user, callcontrol.alert_calls' originator (with a ChannelId the Switch follows)."""
+    ami = AMIClient("127.0.0.1", world.ami_port, "callcontrol", CONTROLLER_SECRET, events="call",
+                    ping_interval=None)
+    await ami.connect()
+    try:
+        msg = Outgoing("alert-real-1", "+1" + ALERTED, "en", "", "", kind="low_balance",
+                       payload={"balance_cents": cents, "threshold_cents": 500})
+        return await AmiOriginator(ami, channel_ids=lambda: channel_id).originate(
+            msg.address, CallChannel.variables(msg))
+    finally:
+        await ami.close()
 
 
 def _asterisk() -> str:
@@ -505,6 +534,27 @@ def test_a_killed_controllers_call_is_adopted_metered_and_settled_once(adoption:
     assert (adoption.balance.posted, adoption.balance.held) == (500 - 17, 0)
     assert adoption.captured_before_end == 17     # the adopter captured the increment due at 61 s
     assert '"call_adopted"' in adoption.adopter_log
+
+
+def test_an_alert_call_speaks_the_balance_and_goes_on_into_the_deposit_line(site: Site) -> None:
+    call = site.alert
+    assert site.alert_result == ("answered", call.id)
+    heard = call.recipient.heard            # AGI commands on Local/<digits>@apc-outbound ;1, in order
+    assert heard[:3] == ["GET VARIABLE APC_ALERT_KIND", "GET VARIABLE APC_ALERT_LANG",
+                         "GET VARIABLE APC_ALERT_BALANCE_CENTS"], heard
+    prompts = [c.split()[2] for c in heard if c.startswith("STREAM FILE")]
+    said = [*message("low_balance", "en", site.alert_cents), "alert_press_deposit"]
+    assert "balance_is" in said and len(said) > 3             # the balance is spoken, in prompt files
+    assert prompts[:len(said)] == [f"advancepay/en/{p}" for p in said], heard
+    assert any(c.startswith("WAIT FOR DIGIT") for c in heard)
+    chosen = heard.index("SET VARIABLE APC_ALERT_CHOICE deposit")
+    # [apc-alerts] went on into [deposit-line], whose AGI ran on the same channel and spoke to them
+    into = [e for e in call.events if e.get("Event") == "Newexten" and e.get("Context") == "deposit-line"]
+    assert into and into[0].get("Application") == "AGI", [dict(e) for e in into]
+    after = heard[chosen + 1:]
+    assert any("advancepay/" in c and "alert" not in c for c in after), after
+    ctl = [e for e in site.world.controller.events() if e.get("uniqueid") == call.id]
+    assert {e.get("script") for e in ctl} >= {"deposit"}, ctl[-5:]
 
 
 def test_asterisk_logged_no_unexplained_warning(site: Site, adoption: Adoption) -> None:

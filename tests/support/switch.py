@@ -70,6 +70,7 @@ class Call:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     dial_status: str = ""
     events: list[Message] = field(default_factory=list)
+    alert: bool = False      # an alert call the controller side originates: no handset, only the recipient
 
     @property
     def talk(self) -> float:
@@ -120,6 +121,14 @@ class Switch:
         assert resp.get("Response") == "Success", f"originate failed: {dict(resp)}"
         return call
 
+    def expect_alert(self, recipient: Party) -> tuple[str, Call]:
+        """Follow an alert call someone else originates (callcontrol/alert_calls.py): returns the ChannelId
+        that Originate must carry, and the Call its events will be routed to."""
+        cid = f"a{next(_ids):03d}-{int(time.time() * 1000) % 10**8}"
+        call = Call(cid, "", Party([]), recipient, alert=True)
+        self.calls[cid] = call
+        return cid, call
+
     async def hang_up(self, channel: str) -> None:
         if channel:
             with contextlib.suppress(AMIError):        # gone already
@@ -144,7 +153,14 @@ class Switch:
         chan, uid = msg.get("Channel", ""), msg.get("Uniqueid", "")
         if name == "Newchannel":
             call.channels[uid] = chan
-            if uid == call.id:
+            if call.alert:
+                # Local/<digits>@apc-outbound ;1 runs [apc-alerts] (the alert AGI, then the deposit line's);
+                # the [default] ;2 its Dial reached is the person who answers and presses keys.
+                if uid == call.id:
+                    call.recipient.agi_channel = chan
+                elif re.search(r"@default-[0-9a-f]+;2$", chan):
+                    call.recipient.channel = chan
+            elif uid == call.id:
                 call.handset.channel = chan
             elif uid == call.id + ";2":
                 call.handset.agi_channel = chan
