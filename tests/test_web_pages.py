@@ -200,3 +200,38 @@ def test_the_chart_steps_from_the_oldest_balance_to_today() -> None:
     assert points(newest_first, 850) == [(2000, 0), (2000, 1000), (3000, 850)]
     drawn = str(svg(points(newest_first, 850), "Balance <over> time"))
     assert "Balance &lt;over&gt; time" in drawn and "from $0.00 to $8.50, highest $10.00" in drawn
+
+
+def test_request2call_ask_listed_cancel(base: str, phone: Phone, browser: BrowserContext) -> None:
+    page = browser.pages[0]
+    sign_up(page, base, "r2c@example.com")
+    claim(page, phone)
+    page.goto(f"{base}/home")
+    page.get_by_role("link", name="Ask for a call").click()
+    expect(page).to_have_url(f"{base}/request2call")
+    expect(page.get_by_text("No requests yet.")).to_be_visible()
+    page.get_by_label("Inmate number").fill("A 1")         # not an inmate number: the sentence under it
+    page.get_by_role("button", name="Ask for a call").click()
+    expect(page.locator("#inmate_id-error")).to_be_visible()
+    expect(page.get_by_label("Inmate number")).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("Facility").select_option("FAC-07")
+    page.get_by_label("Inmate number").fill("A-1001")
+    page.get_by_label("Your number that receives the call").select_option(NUM)
+    page.get_by_role("button", name="Ask for a call").click()
+    expect(page.get_by_role("status")).to_have_text("Request sent.")
+    item = page.locator("[data-testid=requests] li")
+    expect(item).to_have_count(1)
+    expect(item.get_by_test_id("status")).to_have_text("pending")
+    expect(item).to_contain_text("A-1001")
+    page.get_by_label("Inmate number").fill("A-1001")       # a second one for the same inmate: refused
+    page.get_by_role("button", name="Ask for a call").click()
+    expect(page.locator("#inmate_id-error")).to_contain_text("a request waiting for inmate A-1001")
+    shot(browser, "request2call-320")
+    page.get_by_role("button", name="Cancel the request for inmate A-1001").click()
+    expect(page).to_have_url(f"{base}/request2call")
+    expect(item.get_by_test_id("status")).to_have_text("cancelled")
+    expect(page.get_by_role("button", name="Cancel the request for inmate A-1001")).to_have_count(0)
+    page.goto(f"{base}/request2call?lang=es")
+    expect(page.get_by_role("heading", name="Pedir una llamada")).to_be_visible()
+    expect(item.get_by_test_id("status")).to_have_text("cancelada")
+    shot(browser, "request2call-es-320")

@@ -46,6 +46,8 @@ class Settings(Protocol):
     @property
     def deposit_max_cents(self) -> int: ...
     @property
+    def call_request_days(self) -> int: ...
+    @property
     def web_bind(self) -> str: ...
     @property
     def web_secret(self) -> str: ...
@@ -74,7 +76,8 @@ def config_from(settings: Settings, redis_url: str) -> WebConfig:
         code_sender=sender_for(settings.holder_code_sender), gateway=gateway_for(settings),
         gateway_name=settings.payment_gateway, partitions=settings.ledger_partitions,
         max_amount=settings.max_amount, deposit_max_cents=settings.deposit_max_cents,
-        cookie_secure=not settings.web_base_url.startswith("http://"))
+        cookie_secure=not settings.web_base_url.startswith("http://"),
+        call_request_days=settings.call_request_days)
 
 
 def split_bind(bind: str) -> tuple[str, int]:

@@ -246,3 +246,22 @@ class Receipt(BaseModel):
     method_id: str
     status: str               # posted
     created_ts: int
+
+
+# --- Request2Call ----------------------------------------------------------------------------------
+class CallRequestIn(Strict):
+    facility_id: str = Field(min_length=1, max_length=64)
+    inmate_id: str = Field(min_length=1, max_length=32, pattern="^[A-Za-z0-9-]+$",
+                           description="the inmate's number at the facility")
+    number: str = Field(min_length=8, max_length=16, description="one of your verified numbers there, E.164")
+
+
+class CallRequestOut(BaseModel):
+    request_id: str
+    facility_id: str
+    inmate_id: str
+    number: str
+    status: str               # pending answered expired cancelled
+    created_ts: int           # epoch milliseconds
+    expires_ts: int
+    closed_ts: int | None     # answered or cancelled at; None while pending (and for one that lapsed)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine
 
 from holders import CodeSender, Registry
+from holders.request2call import DEFAULT_DAYS, CallRequests
 from ledger import Balance, Ledger
 from ledger.sync import SyncWorker
 from payments.gateway import PaymentGateway
@@ -42,6 +43,7 @@ class WebConfig:
     deposit_max_cents: int = 30_000
     cookie_secure: bool = True           # False only for plain-http development on loopback
     hasher: PasswordHasher | None = None
+    call_request_days: int = DEFAULT_DAYS    # a Request2Call request expires this many days after it is made
 
 
 class LoopLedger:
@@ -75,6 +77,7 @@ class Services:
     methods: PaymentMethods | None
     charges: StoredCharges | None
     sync: SyncWorker
+    requests: CallRequests
     sync_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def drain_journal(self) -> None:
@@ -114,4 +117,15 @@ async def open_services(cfg: WebConfig) -> Services:
     charges = StoredCharges(ledger, methods) if methods is not None else None
     sync = await asyncio.to_thread(lambda: SyncWorker(cfg.redis_url, cfg.sql_url, partitions=cfg.partitions,
                                                       run_migrations=False))
-    return Services(cfg, engine, ledger, registry, auth, catalog, methods, charges, sync)
+    return Services(cfg, engine, ledger, registry, auth, catalog, methods, charges, sync,
+                    CallRequests(engine, days=cfg.call_request_days, enabled=_r2c_switch(catalog)))
+
+
+def _r2c_switch(catalog: Catalog) -> Callable[[str], bool]:
+    """The facility file's `request2call` switch; an unknown facility counts as switched off."""
+    def enabled(facility_id: str) -> bool:
+        try:
+            return bool(catalog.facility(facility_id).request2call)
+        except Exception:
+            return False
+    return enabled

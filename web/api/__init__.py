@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from web.api import accounts, facilities, holder, methods, money_back
+from web.api import accounts, facilities, holder, methods, money_back, request2call
 
 router = APIRouter(prefix="/api/v1")
-for module in (facilities, holder, accounts, money_back, methods):
+for module in (facilities, holder, accounts, money_back, methods, request2call):
     router.include_router(module.router)
 
 __all__ = ["router"]

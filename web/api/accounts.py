@@ -78,7 +78,7 @@ async def list_accounts(me: Me, svc: Svc) -> list[Account]:
              responses=responses(400, 401, 403, 409, 422, 429, 503),
              summary="Claim the account of a facility and number: a code goes to the number")
 async def claim(body: Claim, me: Me, svc: Svc) -> Notice:
-    await _facility(svc, body.facility_id)
+    await facility_known(svc, body.facility_id)
     await asyncio.to_thread(svc.registry.claim, Actor.holder(me.holder_id), me.holder_id, body.facility_id,
                             body.number, body.channel)
     how = "a text message" if body.channel == "sms" else "a call"
@@ -89,13 +89,13 @@ async def claim(body: Claim, me: Me, svc: Svc) -> Notice:
              responses=responses(400, 401, 403, 409, 422, 503),
              summary="Prove control of the number with its code: the account becomes the holder's")
 async def verify(body: Verify, me: Me, svc: Svc) -> Account:
-    await _facility(svc, body.facility_id)
+    await facility_known(svc, body.facility_id)
     link = await asyncio.to_thread(svc.registry.verify, Actor.holder(me.holder_id), me.holder_id,
                                    body.facility_id, body.number, body.code)
     return await _account(svc, link)
 
 
-async def _facility(svc: Services, facility_id: str) -> None:
+async def facility_known(svc: Services, facility_id: str) -> None:
     if facility_id not in {f.id for f in svc.catalog.facilities}:
         raise ApiProblem(400, f"there is no facility {facility_id[:40]!r}")
 

@@ -9,10 +9,11 @@ from fastapi.staticfiles import StaticFiles
 from web.pages.accounts import router as accounts
 from web.pages.core import HERE, install
 from web.pages.public import router as public
+from web.pages.request2call import router as request2call
 from web.pages.settings import router as settings
 
 router = APIRouter(include_in_schema=False)
-for part in (public, accounts, settings):
+for part in (public, accounts, settings, request2call):
     router.include_router(part)
 static = StaticFiles(directory=HERE / "static")
 

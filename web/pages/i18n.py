@@ -112,6 +112,26 @@ ES = {
     "Menu": "Menú",
     "Home": "Inicio",
     "Account": "Cuenta",
+    "Ask for a call": "Pedir una llamada",
+    "Ask an inmate to call one of your verified numbers. It is free; the request waits a few days.":
+        "Pida a un interno que llame a uno de sus números verificados. Es gratis; la solicitud espera "
+        "unos días.",
+    "Request sent.": "Solicitud enviada.",
+    "First add and verify the number that will receive the call.":
+        "Primero agregue y verifique el número que recibirá la llamada.",
+    "Inmate number": "Número del interno",
+    "Your number that receives the call": "Su número que recibe la llamada",
+    "Your requests": "Sus solicitudes",
+    "Inmate": "Interno",
+    "pending": "en espera",
+    "answered": "atendida",
+    "expired": "vencida",
+    "cancelled": "cancelada",
+    "asked": "pedida el",
+    "expires on": "vence el",
+    "Cancel": "Cancelar",
+    "Cancel the request for inmate": "Cancelar la solicitud para el interno",
+    "No requests yet.": "Todavía no hay solicitudes.",
 }
 
 
