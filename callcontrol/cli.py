@@ -45,6 +45,7 @@ COMMAND_MODULES: dict[str, dict[str, Any]] = {
     "ledger.cli": {"open_redis": redis_url},
     "holders.cli": {"open_redis": redis_url, "gateway": _holder_gateway, "notices": _holder_notices},
     "notify.cli": {"originator": _alert_originator},
+    "payments.cli": {"open_redis": redis_url},
     "rating.cli": {},
     "callcontrol.commands": {"web_app": _web_app},
     "callcontrol.roster.cli": {},

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import structlog
 
 from ledger import LedgerError, LedgerUnavailable
+from payments.cards import brand
 from payments.gateway import GatewayError, IdempotencyConflict, PaymentError, PaymentGateway
 
 log = structlog.get_logger("payments.saga")
@@ -144,9 +145,9 @@ async def charge(ledger: Any, gateway: PaymentGateway, order: DepositOrder, card
         return DepositOutcome("failed", "gateway_error")
     if not auth.approved:
         bound.info("deposit_declined", reason=auth.decline_reason, last4=auth.last4)
-        await note("declined", last4=auth.last4, reason=auth.decline_reason)
+        await note("declined", last4=auth.last4, brand=brand(card), reason=auth.decline_reason)
         return DepositOutcome("declined", auth.decline_reason, last4=auth.last4)
-    await note("authorized", last4=auth.last4, ref=auth.auth_id)
+    await note("authorized", last4=auth.last4, brand=brand(card), ref=auth.auth_id)
 
     result, balance = await _credit(ledger, order, auth.auth_id, tries=tries, backoff=backoff, settle=settle,
                                     replay=replay)

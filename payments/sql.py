@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table
 
 from ledger.sql import make_engine
 
@@ -42,7 +42,39 @@ charges = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-__all__ = ["charges", "make_engine", "metadata", "methods", "migrate"]
+# The payment trail of the 800 line (payments/trail_sync.py copies it from Redis): one row per attempt
+# (gateway key) and one per state transition. Never card number, expiry or CVV: last four and brand only.
+attempts = Table(
+    "payment_attempts", metadata,
+    Column("attempt_key", String(160), primary_key=True),   # the gateway idempotency key
+    Column("channel", String(16), nullable=False),          # "phone" (the 800 line's deposits)
+    Column("facility_id", String(128), nullable=False),
+    Column("number_e164", String(16), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("brand", String(16), nullable=False),
+    Column("gateway", String(32), nullable=False),
+    Column("auth_id", String(64), nullable=False),           # the gateway's transaction/authorization id
+    Column("state", String(16), nullable=False),             # the newest (final states are never replaced)
+    Column("reason", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("last_entry", String(32), nullable=False),        # journal id of the newest transition applied
+    Index("ix_payment_attempts_state", "state", "updated_at"),
+)
+
+transitions = Table(
+    "payment_transitions", metadata,
+    Column("entry_id", String(32), primary_key=True),        # the Redis journal entry: copied once
+    Column("attempt_key", String(160), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("auth_id", String(64), nullable=False),
+    Column("reason", String(64), nullable=False),
+)
+
+__all__ = ["attempts", "charges", "make_engine", "metadata", "methods", "migrate", "transitions"]
 
 
 def migrate(url: str, revision: str = "head") -> None:

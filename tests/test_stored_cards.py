@@ -108,7 +108,7 @@ def test_migrations_have_their_own_version_table(sql_url: str) -> None:
         assert {"payments_alembic_version", "ledger_alembic_version", "payment_methods",
                 "payment_charges"} <= names
         with eng.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM payments_alembic_version")).scalar() == "p0002"
+            assert conn.execute(text("SELECT version_num FROM payments_alembic_version")).scalar() == "p0003"
     finally:
         eng.dispose()
 

@@ -224,7 +224,7 @@ class DepositLine:
 
     @property
     def trail(self) -> DepositTrail:
-        return DepositTrail(self.ctx.store.r, self.ctx.clock.now)
+        return DepositTrail(self.ctx.store.r, self.ctx.clock.now, gateway_name(self.gateway))
 
     async def _number(self, s: Session) -> None:
         s.step = "number"
@@ -381,3 +381,12 @@ def gateway_from_settings(settings: Any, clock: Any = None) -> PaymentGateway | 
 def deposit_route(ctx: FlowContext, gateway: PaymentGateway | None = None) -> DepositLine:
     """What the controller registers as the `deposit` route."""
     return DepositLine(ctx, gateway)
+
+
+def gateway_name(gateway: PaymentGateway | None) -> str:
+    """The processor's short name for the payment trail ("sandbox", "authorizenet", else the class)."""
+    if isinstance(gateway, SandboxGateway):
+        return "sandbox"
+    if isinstance(gateway, AuthorizeNetGateway):
+        return "authorizenet"
+    return type(gateway).__name__.lower()[:32] if gateway is not None else ""
