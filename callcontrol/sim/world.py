@@ -85,7 +85,6 @@ class Simulator:
         self.config = config or SimConfig()
         self.clock = clock or Clock()
         self.controllers = list(controller) if isinstance(controller, list) else [controller]
-        self.controller = self.controllers[0]
         self._turn = itertools.count()
         self.events = EventBus()
         self.apps = Apps(self)
@@ -144,6 +143,15 @@ class Simulator:
         return task
 
     # --------------------------------------------------------------- naming
+    @property
+    def controller(self) -> tuple[str, int]:
+        return self.controllers[0]
+
+    @controller.setter
+    def controller(self, address: tuple[str, int]) -> None:
+        """Point Asterisk at one controller from now on (as an operator editing CONTROLLER would)."""
+        self.controllers = [address]
+
     def controller_order(self) -> list[tuple[str, int]]:
         """The addresses a new FastAGI session tries, in order: the next one in turn first."""
         i = next(self._turn) % len(self.controllers)
