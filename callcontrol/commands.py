@@ -214,6 +214,7 @@ class Stack:
 
 DEMO_FACILITY = "FAC-07"
 DEMO_PIN = "10422468"          # inmate 1042 + passcode 2468 (facility_data/policy/FAC-07.toml)
+DEMO_INMATE = "1042"
 # number -> (owner, balance the demo resets it to, in cents); None: no AdvancePay account
 DEMO_ACCOUNTS: dict[str, tuple[str, int | None]] = {
     "+13125551234": ("Maria (mother)", 510),
@@ -240,6 +241,7 @@ class DemoCall:
     recorded: bool = False
     heard: str = ""
     actions: list[object] | None = None  # what the recipient does instead of `keys` (paying by card)
+    request: bool = False  # the demo holder asked the inmate to call: 1 at "you have 1 call request"
 
 
 def demo_calls() -> list[DemoCall]:
@@ -253,6 +255,7 @@ def demo_calls() -> list[DemoCall]:
                  actions=["1", "4111111111111111", "1230", "123", "60601"]),
         DemoCall("Funds run out mid-call (L())", "+13125556000", "1", None),
         DemoCall("Attorney (privileged)", "+13125550100", "1", 60),
+        DemoCall("Request2Call: inmate presses 1", "+13125551234", "1", 30, request=True),
     ]
 
 
@@ -318,7 +321,8 @@ async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, o
     import time
     from dataclasses import replace
 
-    from callcontrol.demo_family import DemoFamily, sign_in
+    from callcontrol.demo_family import LOW_ALERT, DemoFamily, sign_in
+    from callcontrol.demo_inbox import Inbox
     from callcontrol.sim import Handset, Recipient, Record
     from ledger import Ledger
     from ledger.sql import migrate
@@ -329,6 +333,8 @@ async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, o
     settings = replace(settings, payment_gateway="sandbox")
     gateway = SandboxGateway()
     family: DemoFamily | None = None
+    inbox: Inbox | None = None
+    asked = ""
     sql_url = settings.sqlalchemy_url
     names_dir = Path(settings.data_dir) / "names"
     await asyncio.to_thread(migrate, sql_url)
@@ -343,8 +349,10 @@ async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, o
         if web_app is not None:
             family = await DemoFamily(web_app, settings, redis_url, gateway).start()
             reloaded = await family.set_up(DEMO_FACILITY, DEMO_MARIA)
+            inbox = await Inbox().start()
             print(f"Demo holder {sign_in()}: Visa ...1111 stored (sandbox), AutoReload on for "
-                  f"{DEMO_MARIA}: under $5.00 add $25.00", file=out)
+                  f"{DEMO_MARIA}: under $5.00 add $25.00; low-balance alert under {_money(LOW_ALERT)} by "
+                  f"SMS and email", file=out)
         stack = Stack(settings, redis_url, scale=scale, sql_url=sql_url, run_sync=True,
                       names_dir=str(names_dir), gateway=gateway, card_jobs_interval=0.1)
         await stack.start()
@@ -357,6 +365,10 @@ async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, o
             for i, call in enumerate(calls, 1):
                 before = len(records)
                 digits = call.number[2:] if call.number.startswith("+1") else "011" + call.number[1:]
+                if call.request and family is not None:   # the controller sees requests 5 simulated s late
+                    await family.ask_to_call(DEMO_FACILITY, DEMO_INMATE, call.number, stack.clock.now)
+                    await asyncio.sleep(6 * scale)
+                    digits = "1"
                 handset = Handset(actions=["1", DEMO_PIN, digits, Record("#")])
                 recipient = (Recipient(call.number, actions=call.actions, talk=call.talk) if call.actions else
                              Recipient(call.number, keys=call.keys, talk=call.talk, answer=call.answer))
@@ -370,6 +382,8 @@ async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, o
                 spoken = [p.rsplit("/", 1)[-1] for p in result.prompts if p.startswith("advancepay/")]
                 tail = [p for p in spoken if p not in ("goodbye", "please_hold")]
                 call.heard = tail[-1] if tail and tail[-1] != "monitoring_notice" else (spoken or [""])[-1]
+                if call.request and "r2c_you_have" in spoken:
+                    asked = f"call {i} heard \"you have 1 call request\", pressed 1: {call.outcome}"
             if reloaded:                 # the first call crossed $5.00: the controller's AutoReload runs
                 await _wait_for_reload(ledger, reloaded)
         finally:
@@ -391,7 +405,17 @@ async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, o
         for line in await asyncio.to_thread(_statement, sql_url, accounts_by_number, since_ms):
             print(line, file=out)
         bad = [c for c in calls if c.outcome in ("", "?", "failed")]
-        if family is not None:
+        if family is not None and inbox is not None:
+            print(f"\nRequest2Call: the holder asked inmate {DEMO_INMATE} to call {DEMO_MARIA}; "
+                  f"{asked or 'not heard'}", file=out)
+            print("Family notices (notify worker -> the demo's SMS webhook and SMTP server on loopback):",
+                  file=out)
+            labels = {"low_balance": "low balance", "r2c_answered": "Request2Call answered"}
+            got = sorted(((list(labels).index(k), r.channel != "sms", r.text, r) for k, r in
+                          await family.deliver(inbox, since_ms) if k in labels), key=lambda t: t[:3])
+            for n, _, text, r in got:
+                what = text if r.channel == "sms" else f'subject "{r.subject}", the same text'
+                print(f"  {list(labels.values())[n]:<21} {r.channel:<5} {r.address:<17}  {what}", file=out)
             receipt = await family.deposit(reloaded, 2000)
             after = await ledger.balance(reloaded)
             print(f"\nWeb app (the family's API, docs/web.md): {family.url}/docs\n  sign in: {sign_in()}\n"
@@ -405,6 +429,8 @@ async def run_demo(settings: Settings, redis_url: str, *, scale: float = 0.01, o
     finally:
         if family is not None:
             await family.stop()
+        if inbox is not None:
+            await inbox.stop()
         await ledger.close()
 
 
