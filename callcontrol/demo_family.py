@@ -167,7 +167,6 @@ class DemoFamily:
 
         from holders.alerts import derive_low_balance
         from holders.directory import HolderDirectory
-        from ledger.sql import make_engine as reader
         from notify import Worker
         from notify.mail import SMTPEmail
         from notify.sms import WebhookSMS
@@ -176,13 +175,10 @@ class DemoFamily:
         from notify.worker import NotifyConfig
 
         engine = make_engine(self.sql_url)
-        # The directory reads on its own connection inside the fan-out's transaction: on SQLite that
-        # transaction holds BEGIN IMMEDIATE, so the directory's engine must not take one too (WAL reads).
-        directory_engine = reader(self.sql_url)
         sms = WebhookSMS(inbox.sms_url, timeout=5)
         mail = SMTPEmail("127.0.0.1", inbox.smtp_port, starttls=False, timeout=5)
         config = NotifyConfig(rate_per_hour=100, help_number=self.help_number)
-        worker = Worker(engine, HolderDirectory(directory_engine), {"sms": sms, "email": mail}, config,
+        worker = Worker(engine, HolderDirectory(), {"sms": sms, "email": mail}, config,
                         derivers=[derive_low_balance])
         try:
             for _ in range(5):
@@ -200,7 +196,6 @@ class DemoFamily:
         finally:
             await sms.close()
             engine.dispose()
-            directory_engine.dispose()
         return [(kind[r.message_id], r) for r in inbox.received if r.message_id in kind]
 
     async def deposit(self, account: str, cents: int) -> Any:

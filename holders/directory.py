@@ -9,7 +9,7 @@ holder muted becomes skipped messages (visible in `notify list`), not silence. A
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
 from holders.alerts import Prefs, prefs_of
 from holders.sql.schema import holder_accounts, holder_low_balance, holders
@@ -17,14 +17,9 @@ from notify.model import CALL, CHANNELS, EMAIL, LOW_BALANCE, SMS, UNFUNDED_ATTEM
 
 
 class HolderDirectory:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    """notify's RecipientDirectory from the holders' tables, read on the fan-out's connection."""
 
-    def recipients(self, event: Event) -> list[Recipient]:
-        with self._engine.connect() as conn:
-            return self.recipients_in(conn, event)
-
-    def recipients_in(self, conn: Connection, event: Event) -> list[Recipient]:
+    def recipients(self, conn: Connection, event: Event) -> list[Recipient]:
         holder_id = event.holder_id or self._holder_of(conn, event)
         holder = None if not holder_id else conn.execute(
             select(holders).where(holders.c.holder_id == holder_id, holders.c.status != "closed")).first()

@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace, settings: Any, directory: RecipientDirectory 
         if calls is not None:
             from notify.call import CallChannel
             found["call"] = CallChannel(calls)
-        worker = Worker(engine, directory or HolderDirectory(engine), found, config(settings),
+        worker = Worker(engine, directory or HolderDirectory(), found, config(settings),
                         ledger_events=True, derivers=(derive_low_balance,))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy import Connection
+
 # Event kinds (issue #13). Their texts are in notify/templates.py.
 LOW_BALANCE = "low_balance"
 AUTORELOAD_OK = "autoreload_ok"
@@ -69,9 +71,10 @@ class Recipient:
 
 
 class RecipientDirectory(Protocol):
-    """Who hears of an event. holders/ will implement it from its tables; tests use StaticDirectory."""
+    """Who hears of an event (holders.directory.HolderDirectory; tests use StaticDirectory). It reads on
+    the fan-out's own connection: a second connection would wait on the fan-out's write lock (SQLite)."""
 
-    def recipients(self, event: Event) -> list[Recipient]: ...
+    def recipients(self, conn: Connection, event: Event) -> list[Recipient]: ...
 
 
 @dataclass
@@ -80,7 +83,7 @@ class StaticDirectory:
     by_account: dict[str, list[Recipient]] = field(default_factory=dict)
     by_number: dict[str, list[Recipient]] = field(default_factory=dict)
 
-    def recipients(self, event: Event) -> list[Recipient]:
+    def recipients(self, conn: Connection, event: Event) -> list[Recipient]:
         if event.account_id in self.by_account:
             return list(self.by_account[event.account_id])
         return list(self.by_number.get(event.number_e164, []))

@@ -83,7 +83,7 @@ def fan_out(conn: Connection, directory: RecipientDirectory, *, limit: int = 200
     made = 0
     for row in rows:
         event = event_of(row)
-        people = directory.recipients(event)
+        people = directory.recipients(conn, event)
         if not people and event.kind in fallback_to_number and event.number_e164:
             people = [Recipient("sms", event.number_e164, event.language, event.time_zone)]
         for person in people:

@@ -143,16 +143,21 @@ def test_directory_gives_the_holders_channels_quiet_hours_and_opt_outs(w: W) -> 
     me = Actor.holder(h)
     w.alerts.set_low_balance(me, h, account, 500, ["call", "email"])
     w.alerts.set_prefs(me, h, quiet_start=22 * 60, quiet_end=7 * 60, off_channels=["email"])
-    directory = HolderDirectory(w.engine)
-    people = directory.recipients(Event(LOW_BALANCE, "k1", account_id=account))
+    directory = HolderDirectory()
+
+    def recipients(event: Event) -> list[Any]:
+        with w.engine.begin() as conn:       # as the worker's fan-out does: its own transaction
+            return directory.recipients(conn, event)
+
+    people = recipients(Event(LOW_BALANCE, "k1", account_id=account))
     assert sorted((p.channel, p.address) for p in people)[0] == ("call", mobile)
     assert {p.channel for p in people} == {"call", "email"}
     assert all(p.language == "es" and (p.quiet_start, p.quiet_end) == (1320, 420) for p in people)
     assert all(p.opted_out == frozenset({"email"}) for p in people)
     w.alerts.set_prefs(me, h, muted_kinds=[LOW_BALANCE])
     assert all(p.opted_out >= {"sms", "email", "call"}
-               for p in directory.recipients(Event(LOW_BALANCE, "k2", account_id=account)))
+               for p in recipients(Event(LOW_BALANCE, "k2", account_id=account)))
     # A number-addressed unfunded attempt: the holder of that number and facility, else the number itself.
     stranger = "+13125550111"
-    alone = directory.recipients(Event(UNFUNDED_ATTEMPT, "k3", facility_id="FAC-01", number_e164=stranger))
+    alone = recipients(Event(UNFUNDED_ATTEMPT, "k3", facility_id="FAC-01", number_e164=stranger))
     assert sorted((p.channel, p.address) for p in alone) == [("call", stranger), ("sms", stranger)]
