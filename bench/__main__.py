@@ -6,7 +6,7 @@ import importlib
 import sys
 
 BENCHES = ("bench.ledger_bench", "bench.rating_bench", "bench.call_bench", "bench.agi_soak",
-           "bench.real_asterisk")
+           "bench.real_asterisk", "bench.cluster_bench")
 
 
 def main(names: list[str]) -> int:

@@ -331,6 +331,10 @@ async def _connect(ctx: FlowContext, ch: Channel, att: Attempt, state: CallState
     dial_status: str | None = None
     dial_ended: float | None = None
     try:
+        # First, before anything that takes time: from here the dialplan's hangup handler names the call
+        # (AGI hangup?call_id=), so if this process dies now (name recording, notices, Dial) another
+        # instance settles it when the channel goes down. Without it the hold waited for its lease.
+        await ch.set_variable("CALL_ID", att.call_id)
         await _play(ctx, ch, att.lang, "record_name")
         try:
             reply = await ch.record_file(state.name_file, "wav", "#", ctx.name_record_ms, beep=True)
@@ -344,7 +348,6 @@ async def _connect(ctx: FlowContext, ch: Channel, att: Attempt, state: CallState
             # recipient hears "a prepaid call from an inmate at ..." without the name; the call goes on.
             state.name_file = ""
             await ctx.store.update(att.call_id, name_file="")
-        await ch.set_variable("CALL_ID", att.call_id)
         if not att.privileged:
             await ch.exec("MixMonitor", f"{ctx.settings.recording_dir}/{att.call_id}.wav")
         if state.warning_seconds:
