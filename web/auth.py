@@ -21,7 +21,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 import notify
-from holders import Actor, BadInput, CodeSender, NotFound, Registry
+from holders import Actor, BadInput, CodeSender, Registry
 from holders import codes as holder_codes
 from holders.profile import check_email, email_key
 from web.sql import attempts, logins, resets, tokens
@@ -38,6 +38,7 @@ RESET_TTL_MS = 15 * 60_000
 RESET_MAX_WRONG = 5
 RESETS_PER_HOUR = 3
 SIGNUP_ACTOR = Actor.support("web-signup")
+DEFAULT_LOW_BALANCE = 500        # a new holder's accounts alert under $5.00 until they change it
 
 
 class AuthError(Exception):
@@ -108,8 +109,7 @@ class Auth:
             with self.engine.begin() as conn:
                 conn.execute(insert(logins).values(
                     holder_id=holder.holder_id, email_key=key, password_hash=pw_hash, failures=0,
-                    locked_until=0, quiet_start=21 * 60, quiet_end=8 * 60, low_balance_cents=500,
-                    alerts_sms=1, alerts_email=1, created_ts=now, updated_ts=now))
+                    locked_until=0, low_balance_cents=DEFAULT_LOW_BALANCE, created_ts=now, updated_ts=now))
         except IntegrityError:
             raise BadInput("that email address already has an account") from None
         log.info("web_signed_up", holder_id=holder.holder_id)
@@ -283,20 +283,17 @@ class Auth:
             conn.execute(update(logins).where(logins.c.holder_id == holder_id)
                          .values(password_hash=self.hasher.hash(password), updated_ts=self.now()))
 
-    # --- preferences (web's own columns) ---------------------------------------------------------
-    def preferences(self, holder_id: str) -> dict[str, int]:
+    # --- the threshold for accounts verified later (the rest of the alert settings: web/alerting.py) -
+    def low_balance_default(self, holder_id: str) -> int:
         with self.engine.connect() as conn:
-            row = conn.execute(select(logins).where(logins.c.holder_id == holder_id)).first()
-        if row is None:
-            raise NotFound(f"no holder {holder_id}")
-        return {k: int(getattr(row, k)) for k in ("quiet_start", "quiet_end", "low_balance_cents",
-                                                 "alerts_sms", "alerts_email")}
+            row = conn.execute(select(logins.c.low_balance_cents)
+                               .where(logins.c.holder_id == holder_id)).first()
+        return DEFAULT_LOW_BALANCE if row is None else int(row[0])
 
-    def set_preferences(self, holder_id: str, values: dict[str, int]) -> None:
-        if values:
-            with self.engine.begin() as conn:
-                conn.execute(update(logins).where(logins.c.holder_id == holder_id)
-                             .values(**values, updated_ts=self.now()))
+    def set_low_balance_default(self, holder_id: str, cents: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(logins).where(logins.c.holder_id == holder_id)
+                         .values(low_balance_cents=cents, updated_ts=self.now()))
 
     def purge_attempts(self, older_than_ms: int) -> int:
         """Old sign-in attempts are only for the rate limit: drop them."""

@@ -4,12 +4,15 @@ a cent, are integer micro-dollars plus a formatted string. No float anywhere."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from holders.alerts import MUTABLE_KINDS
 from ledger.money import fmt_cents
 
 MAX_CENTS = 10**12
+MUTABLE_PATTERN = "^(" + "|".join(MUTABLE_KINDS) + ")$"      # the kinds a holder may mute
 
 
 class Problem(BaseModel):
@@ -123,9 +126,13 @@ class ResetFinish(Strict):
 
 
 class Alerts(BaseModel):
+    """The holder's alert settings, as notify acts on them (holders' tables): the low-balance amount
+    (set on every verified account and on accounts verified later), the SMS and email switches and the
+    kinds of notice muted."""
     low_balance: Money
     sms: bool
     email: bool
+    muted_kinds: list[str] = []
 
 
 class QuietHours(BaseModel):
@@ -153,6 +160,7 @@ class ProfilePatch(Strict):
     low_balance_cents: int | None = Field(None, ge=0, le=100_000)
     alerts_sms: bool | None = None
     alerts_email: bool | None = None
+    muted_kinds: list[Annotated[str, Field(pattern=MUTABLE_PATTERN)]] | None = Field(None, max_length=20)
 
 
 # --- accounts --------------------------------------------------------------------------------------

@@ -21,11 +21,9 @@ logins = Table(
     Column("password_hash", String(200), nullable=False),
     Column("failures", Integer, nullable=False),          # wrong passwords since the last success
     Column("locked_until", BigInteger, nullable=False),   # 0: not locked
-    Column("quiet_start", Integer, nullable=False),       # minutes after local midnight
-    Column("quiet_end", Integer, nullable=False),
-    Column("low_balance_cents", Integer, nullable=False),  # alert under this balance; 0: no alert
-    Column("alerts_sms", Integer, nullable=False),
-    Column("alerts_email", Integer, nullable=False),
+    # the low-balance threshold given to accounts verified later (0: none); quiet hours, channels and
+    # each account's threshold are the holders' (holders/alerts.py, web/alerting.py)
+    Column("low_balance_cents", Integer, nullable=False),
     Column("created_ts", BigInteger, nullable=False),
     Column("updated_ts", BigInteger, nullable=False),
 )

@@ -21,6 +21,7 @@ from payments.gateway import Declined, PaymentError
 from payments.methods import MAX_KEY
 from payments.sql import charges
 from payments.stored_charge import StoredChargeOrder
+from web import alerting
 from web.auth import Session
 from web.deps import current, services
 from web.problems import ApiProblem, responses
@@ -92,6 +93,7 @@ async def verify(body: Verify, me: Me, svc: Svc) -> Account:
     await facility_known(svc, body.facility_id)
     link = await asyncio.to_thread(svc.registry.verify, Actor.holder(me.holder_id), me.holder_id,
                                    body.facility_id, body.number, body.code)
+    await asyncio.to_thread(alerting.newly_verified, svc.engine, svc.auth, me.holder_id, link.account_id)
     return await _account(svc, link)
 
 

@@ -9,6 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from holders import Actor, Holder
+from notify.model import EMAIL, SMS
+from web import alerting
 from web.auth import SESSION_MS, Session
 from web.deps import CSRF_COOKIE, SESSION_COOKIE, client_of, current, services
 from web.problems import responses
@@ -33,17 +35,19 @@ Svc = Annotated[Services, Depends(services)]
 Me = Annotated[Session, Depends(current)]
 
 
-def _profile(holder: Holder, prefs: dict[str, int]) -> Profile:
+def _profile(holder: Holder, settings: alerting.Settings) -> Profile:
+    prefs = settings.prefs
     return Profile(holder_id=holder.holder_id, name=holder.name, email=holder.email, mobile=holder.mobile,
                    language=holder.language, time_zone=holder.time_zone,
-                   quiet_hours=QuietHours(start_minute=prefs["quiet_start"], end_minute=prefs["quiet_end"]),
-                   alerts=Alerts(low_balance=Money.of(prefs["low_balance_cents"]),
-                                 sms=bool(prefs["alerts_sms"]), email=bool(prefs["alerts_email"])))
+                   quiet_hours=QuietHours(start_minute=prefs.quiet_start, end_minute=prefs.quiet_end),
+                   alerts=Alerts(low_balance=Money.of(settings.low_balance_cents),
+                                 sms=SMS not in prefs.off_channels, email=EMAIL not in prefs.off_channels,
+                                 muted_kinds=sorted(prefs.muted_kinds)))
 
 
 async def _load(svc: Services, holder_id: str) -> Profile:
     holder = await asyncio.to_thread(svc.registry.get, Actor.holder(holder_id), holder_id)
-    return _profile(holder, await asyncio.to_thread(svc.auth.preferences, holder_id))
+    return _profile(holder, await asyncio.to_thread(alerting.read, svc.engine, svc.auth, holder_id))
 
 
 @router.post("/signup", status_code=201, response_model=Profile, responses=responses(400, 422, 503),
@@ -121,14 +125,8 @@ async def patch_me(body: ProfilePatch, me: Me, svc: Svc) -> Profile:
         await asyncio.to_thread(lambda: svc.registry.update(
             actor, me.holder_id, name=body.name, mobile=body.mobile, language=body.language,
             time_zone=body.time_zone))
-    prefs: dict[str, int] = {}
-    if body.quiet_hours is not None:
-        prefs.update(quiet_start=body.quiet_hours.start_minute, quiet_end=body.quiet_hours.end_minute)
-    if body.low_balance_cents is not None:
-        prefs["low_balance_cents"] = body.low_balance_cents
-    if body.alerts_sms is not None:
-        prefs["alerts_sms"] = int(body.alerts_sms)
-    if body.alerts_email is not None:
-        prefs["alerts_email"] = int(body.alerts_email)
-    await asyncio.to_thread(svc.auth.set_preferences, me.holder_id, prefs)
+    quiet = None if body.quiet_hours is None else (body.quiet_hours.start_minute, body.quiet_hours.end_minute)
+    await asyncio.to_thread(lambda: alerting.write(
+        svc.engine, svc.auth, svc.registry, me.holder_id, quiet=quiet, sms=body.alerts_sms,
+        email=body.alerts_email, muted_kinds=body.muted_kinds, low_balance_cents=body.low_balance_cents))
     return await _load(svc, me.holder_id)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import NoResultFound
 from holders import Actor, Link
 from holders.history import Event, events
 from ledger import UnknownAccount
+from web import alerting
 from web.api import accounts as api
 from web.api import money_back
 from web.auth import Session
@@ -55,15 +56,15 @@ def day(ms: int) -> str:
 @router.get("/home")
 async def dashboard(request: Request) -> Response:
     session, svc = await me(request), services(request)
-    prefs = await asyncio.to_thread(svc.auth.preferences, session.holder_id)
+    alerts = await asyncio.to_thread(alerting.read, svc.engine, svc.auth, session.holder_id)
     rows = []
     for account in await api.list_accounts(session, svc):
         link = await api.owned(svc, session, account.account_id)
         calls = [e for e in await history(svc, link, 20) if e.kind == "call"][:3]
-        low = account.balance is not None and account.balance.available.cents < prefs["low_balance_cents"]
-        rows.append({"a": account, "calls": calls, "low": low})
-    return await page(request, "dashboard.html", session, rows=rows, alert=prefs["low_balance_cents"],
-                      day=day)
+        threshold = alerts.thresholds.get(account.account_id, 0)
+        low = account.balance is not None and account.balance.available.cents < threshold
+        rows.append({"a": account, "calls": calls, "low": low, "alert": threshold})
+    return await page(request, "dashboard.html", session, rows=rows, day=day)
 
 
 # --- claim and verify -------------------------------------------------------------------------------
