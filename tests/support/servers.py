@@ -197,7 +197,8 @@ class RedisCluster:
         raise LookupError(f"no replica of {master_port}")
 
     def failover(self, master_port: int, timeout: float = 20.0) -> int:
-        """CLUSTER FAILOVER on the master's replica; returns the port of the promoted node."""
+        """CLUSTER FAILOVER on the master's replica; returns the port of the promoted node once it serves
+        and the old master has turned replica (it learns that a moment after the promotion)."""
         replica = self.replica_of(master_port)
         deadline = time.monotonic() + timeout
         asked = 0.0
@@ -205,7 +206,8 @@ class RedisCluster:
             if time.monotonic() - asked > 5:     # a manual failover that found no majority times out
                 self.run_cli(replica, "cluster", "failover")
                 asked = time.monotonic()
-            if self.roles().get(replica) == "master" and \
+            roles = self.roles()
+            if roles.get(replica) == "master" and roles.get(master_port) != "master" and \
                     "cluster_state:ok" in self.run_cli(replica, "cluster", "info"):
                 return replica
             time.sleep(0.1)
