@@ -12,6 +12,7 @@ import gc
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -207,9 +208,10 @@ class SyncWorker:
         """Write a batch still read ahead, so that stopping leaves nothing pending behind."""
         return self.run_once(read_ahead=False) if self._ahead is not None else 0
 
-    def run_forever(self, stop: threading.Event, *, idle_sleep: float = 0.1,
-                    max_backoff: float = 5.0, on_synced: Callable[[int], None] | None = None) -> None:
-        """Sync until `stop`; `on_synced(n)` hears each round's count (the host's metrics)."""
+    def run_forever(self, stop: threading.Event, *, idle_sleep: float = 0.1, max_backoff: float = 5.0,
+                    on_synced: Callable[[int], None] | None = None, finish_seconds: float = 5.0) -> None:
+        """Sync until `stop`; `on_synced(n)` hears each round's count (the host's metrics). On stop it
+        winds up for `finish_seconds` at most (`_wind_up`)."""
         backoff = idle_sleep
         while not stop.is_set():
             try:
@@ -223,8 +225,30 @@ class SyncWorker:
                 log.warning("ledger.sync_failed", error=str(exc)[:300], retry_in=round(backoff, 2))
                 stop.wait(backoff)
                 backoff = min(max_backoff, backoff * 2)
-        with suppress(Exception):       # a failure here leaves them pending, as anywhere else
-            self._finish()
+        n = self._wind_up(finish_seconds)
+        if on_synced is not None and n:
+            on_synced(n)
+
+    def _wind_up(self, seconds: float) -> int:
+        """On stop: write the batch read ahead, our own entries a failed round left pending (else they
+        wait `claim_idle_ms` for another worker to reclaim them) and what arrived meanwhile (a stopping
+        controller's last records), retrying a failure, until nothing is left or `seconds` are up. What is
+        left then stays pending, as after any failure."""
+        end = time.monotonic() + seconds
+        total = 0
+        while True:
+            try:
+                n = self.run_once(read_ahead=False)
+                total += n
+                if n == 0 and not self._recover:
+                    return total
+            except Exception as exc:
+                if time.monotonic() >= end:
+                    log.warning("ledger.sync_left_pending", error=str(exc)[:300])
+                    return total
+                time.sleep(0.1)
+            if time.monotonic() >= end:
+                return total
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from contextlib import suppress
 from typing import Any
@@ -115,8 +116,11 @@ class TrailSync:
                 break
         return total
 
-    def run_forever(self, stop: threading.Event, *, idle_sleep: float = 0.5,
-                    max_backoff: float = 5.0) -> None:
+    def run_forever(self, stop: threading.Event, *, idle_sleep: float = 0.5, max_backoff: float = 5.0,
+                    finish_seconds: float = 5.0) -> None:
+        """Copy until `stop`. Then, for `finish_seconds` at most, the entries a failed round left pending
+        (else they wait `claim_idle_ms` for another worker) and those that arrived meanwhile (a stopping
+        controller's last attempts); what is left then stays pending, as after any failure."""
         backoff = idle_sleep
         while not stop.is_set():
             try:
@@ -128,6 +132,18 @@ class TrailSync:
                 log.warning("payments.trail_sync_failed", error=str(exc)[:300], retry_in=round(backoff, 2))
                 stop.wait(backoff)
                 backoff = min(max_backoff, backoff * 2)
+        end = time.monotonic() + finish_seconds
+        while True:
+            try:
+                if self.run_once() == 0:
+                    return
+            except Exception as exc:
+                if time.monotonic() >= end:
+                    log.warning("payments.trail_sync_left_pending", error=str(exc)[:300])
+                    return
+                time.sleep(0.1)
+            if time.monotonic() >= end:
+                return
 
 
 def apply_entry(conn: Connection, entry_id: str, e: dict[str, Any]) -> None:

@@ -509,3 +509,40 @@ def test_rebuild_with_another_partition_count_restores_records_where_the_scripts
     assert sum(r.xlen(Keys(p).journal) for p in range(new)) == 0      # replays journal nothing
     assert not r.exists(Keys(partition_of(account, old)).account(account))   # no stray hash
     r.close()
+
+
+def test_stopping_after_a_failed_round_writes_what_it_left_pending(led: SyncLedger, redis_url: str,
+                                                                    sql_url: str) -> None:
+    """A round fails (database down) with a batch read ahead; the worker is stopped while it backs off.
+    On stop it writes its own pending entries and what arrived meanwhile, so nothing waits `claim_idle_ms`
+    for another worker to reclaim it (a drained controller's last records reach SQL at once)."""
+    import threading
+
+    migrate(sql_url)
+    busy_ledger(led, 8)
+    r = connect_sync(redis_url)
+    total = journal_size(r)
+    w = SyncWorker(redis_url, sql_url, batch=2, claim_idle_ms=600_000, run_migrations=False)
+    assert w.run_once() > 0
+    assert w._ahead is not None                                       # the next batch is read ahead
+    working = w.engine
+    w.engine = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+    stop = threading.Event()
+    thread = threading.Thread(target=w.run_forever, args=(stop,), kwargs={"idle_sleep": 60.0}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not w._recover and time.monotonic() < deadline:           # the round failed; backing off 60 s
+        time.sleep(0.05)
+    assert w._recover and sum(pending_per_partition(r)) > 0
+    led.deposit("late", account_id_for(FAC, "+13125550000"), 100, source="web", reference="late")
+    w.engine.dispose()
+    w.engine = working                                                # the database is back; then stop
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert pending_per_partition(r) == [0] * 16
+    assert rows(sql_url, "select count(*) from ledger_journal") == [(total + 1,)]
+    assert rows(sql_url, "select amount from ledger_transfers where reference = 'late'") == [(100,)]
+    assert reconcile(r, w.engine, 16) == []
+    w.close()
+    r.close()

@@ -208,3 +208,42 @@ def test_a_sql_outage_keeps_the_trail_in_the_journal_until_sql_is_back(redis_url
         assert not reconcile(engine, time.time()).problems
     finally:
         engine.dispose()
+
+
+def test_stopping_after_a_failed_round_copies_what_it_left_pending(redis_url: str, sql_url: str) -> None:
+    """`run_forever` stopped while backing off from a SQL outage copies its pending entries (and later ones)
+    before it returns, instead of leaving them for another worker to reclaim after `claim_idle_ms`."""
+    import threading
+
+    async def write(state: str) -> None:
+        trail = DepositTrail(redis_client(redis_url), time.time, "sandbox")
+        await trail.record(DepositOrder("dep-stop-1", FAC, NUM, "acct", 100), state, {})
+        await trail.r.aclose()
+
+    asyncio.run(write("authorizing"))
+    payments_migrate(sql_url)
+    worker = TrailSync(redis_url, sql_url, claim_idle_ms=600_000, run_migrations=False)
+    working = worker.engine
+    worker.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    stop = threading.Event()
+    r = redis.Redis.from_url(redis_url)
+    r.xgroup_create(JOURNAL_KEY, "sql-sync", id="0", mkstream=True)
+    thread = threading.Thread(target=worker.run_forever, args=(stop,), kwargs={"idle_sleep": 60.0},
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not r.xpending(JOURNAL_KEY, "sql-sync")["pending"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.xpending(JOURNAL_KEY, "sql-sync")["pending"] == 1          # read, failed, backing off 60 s
+    asyncio.run(write("declined"))
+    worker.engine.dispose()
+    worker.engine = working
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert r.xlen(JOURNAL_KEY) == 0 and r.xpending(JOURNAL_KEY, "sql-sync")["pending"] == 0
+    with working.connect() as conn:
+        assert conn.execute(select(attempts.c.state)).scalars().all() == ["declined"]
+        assert conn.execute(select(func.count()).select_from(transitions)).scalar_one() == 2
+    worker.close()
+    r.close()
