@@ -22,7 +22,8 @@ log = structlog.get_logger("callcontrol.commands")
 def register(subparsers: Any, *, web_app: Any = None) -> None:
     serve = subparsers.add_parser("serve", help="run the call controller (FastAGI + AMI watchdog + sync)")
     serve.add_argument("--bind", help="FastAGI host:port (default: settings agi_bind)")
-    serve.add_argument("--no-sync", action="store_true", help="do not run the SQL sync worker here")
+    serve.add_argument("--no-sync", action="store_true",
+                       help="do not run the SQL sync workers (ledger, payment trail) here")
     serve.add_argument("--instance", help="instance id (default: host-pid-random)")
     serve.set_defaults(func=serve_command)
 

@@ -1,5 +1,6 @@
 """One controller process: FastAGI routes, the AMI watchdog, the shared ledger, rating catalog and policy,
-the meter loop, the reaper, the SQL sync worker (a thread), start-up recovery of orphaned calls and, with a
+the meter loop, the reaper, the SQL sync worker (a thread; another copies the payment trail), start-up
+recovery of orphaned calls and, with a
 payment gateway, the stored-card jobs (AutoReload, stuck-charge sweep: callcontrol/card_jobs.py).
 
 Every instance is interchangeable: a call's state lives in Redis, so the screen AGI, the hangup handler
@@ -87,6 +88,8 @@ class Controller:
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
         self._sync_worker: Any = None
+        self._trail_thread: threading.Thread | None = None     # payments/trail_sync.py's TrailSync
+        self._trail_worker: Any = None
         self._adopted: set[str] = set()          # calls adopted here and watched until they end
         self._started_at = 0.0
         self._redis_run_id: str | None = None
@@ -265,7 +268,12 @@ class Controller:
         self.agi.routes["inmate-call"] = refuse_draining
         log.info("drain_started", calls=len(self._in_progress()), deadline_seconds=seconds)
         end = time.monotonic() + seconds
+        forget_at = 0.0
         while self._in_progress() and time.monotonic() < end and not (force and force.is_set()):
+            if time.monotonic() >= forget_at:
+                forget_at = time.monotonic() + 1.0
+                with contextlib.suppress(Exception):
+                    await self._forget_settled_elsewhere()
             await asyncio.sleep(0.1)
         left = self._in_progress()
         if left:
@@ -274,6 +282,21 @@ class Controller:
         else:
             log.info("drain_complete")
         return left
+
+    async def _forget_settled_elsewhere(self) -> None:
+        """Stop metering and watching the calls another instance has settled. Behind several controllers
+        a call's screening (which starts the meter) and its hangup AGI may reach another instance than
+        its inmate session; the meter would notice the resolved hold only at the next increment, and a
+        drain would wait for it."""
+        assert self.ctx is not None and self.meter is not None and self.store is not None
+        ctx = self.ctx
+        ids = [cid for cid in set(self.meter.calls) | self._adopted
+               if cid not in ctx.sessions and cid not in ctx.unsettled]
+        states = await asyncio.gather(*(self.store.get(cid) for cid in ids))
+        for call_id, state in zip(ids, states, strict=True):
+            if state is None or state.settled:
+                self.meter.stop(call_id)
+                self._adopted.discard(call_id)
 
     async def stop(self, grace: float = 2.0) -> None:
         self._stop.set()
@@ -302,11 +325,14 @@ class Controller:
         if self.ami is not None:
             with contextlib.suppress(Exception):
                 await self.ami.close()
-        if self._sync_thread is not None:
-            self._sync_stop.set()
-            await asyncio.to_thread(self._sync_thread.join, 10)
-            with contextlib.suppress(Exception):
-                self._sync_worker.close()
+        self._sync_stop.set()
+        for thread in (self._sync_thread, self._trail_thread):
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 10)
+        for worker in (self._sync_worker, self._trail_worker):
+            if worker is not None:
+                with contextlib.suppress(Exception):
+                    worker.close()
         if self._roster_engine is not None:
             self._roster_engine.dispose()
         if self.card_jobs is not None:
@@ -467,10 +493,13 @@ class Controller:
     def _start_sync(self) -> None:
         from ledger.sql import migrate
         from ledger.sync import SyncWorker
+        from payments.trail_sync import TrailSync
 
         migrate(self.sql_url)
         worker = SyncWorker(self.redis_url, self.sql_url, partitions=self.settings.ledger_partitions)
         self._sync_worker = worker
+        # Migrated here, not in its thread: Alembic runs are not thread-safe (card jobs migrate next).
+        self._trail_worker = TrailSync(self.redis_url, self.sql_url)
 
         def run() -> None:
             try:
@@ -480,6 +509,16 @@ class Controller:
 
         self._sync_thread = threading.Thread(target=run, name="ledger-sync", daemon=True)
         self._sync_thread.start()
+        self._trail_thread = threading.Thread(target=self._run_trail_sync, name="paytrail-sync", daemon=True)
+        self._trail_thread.start()
+
+    def _run_trail_sync(self) -> None:
+        """The 800 line's payment trail -> SQL (`payments sync --forever` in this process). Its own thread:
+        a SQL outage only makes the copy lag (its entries stay pending), and never slows the ledger's."""
+        try:
+            self._trail_worker.run_forever(self._sync_stop)
+        except Exception:
+            log.exception("paytrail_sync_failed")
 
     # ------------------------------------------------------------------ recovery
     async def _alive(self, instance: str) -> bool:
