@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from holders.access import Actor
-from holders.errors import HolderError, NotFound, Unavailable
+from holders.errors import BadInput, HolderError, NotFound, Unavailable
 from holders.ledgerport import BlockingLedger
 from holders.profile import Holder
 from holders.registry import Registry
@@ -89,7 +89,7 @@ def registry(settings: Settings, *, ledger: bool = False) -> Iterator[Registry]:
                 led = BlockingLedger(url, partitions=settings.ledger_partitions,
                                      max_amount=settings.max_amount, cluster=is_cluster(url))
             yield Registry(engine, secret=settings.holder_code_secret,
-                           sender=sender_for(settings.holder_code_sender), ledger=led)
+                           sender=sender_for(settings.holder_code_sender, settings), ledger=led)
     finally:
         if led is not None:
             led.close()
@@ -266,6 +266,92 @@ def cmd_autoreload(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- alert preferences ------------------------------------------------------------------------------
+def _hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def _quiet(text: str) -> tuple[int, int]:
+    """"22:00-07:00" -> minutes after midnight (start, end); start == end: no quiet hours."""
+    def minute(part: str) -> int:
+        hh, sep, mm = part.strip().partition(":")
+        if not (sep and hh.isdigit() and mm.isdigit() and len(mm) == 2 and int(hh) < 24 and int(mm) < 60):
+            raise BadInput(f"--quiet: HH:MM-HH:MM, e.g. 22:00-07:00 (got {text!r:.40})")
+        return int(hh) * 60 + int(mm)
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise BadInput(f"--quiet: HH:MM-HH:MM, e.g. 22:00-07:00 (got {text!r:.40})")
+    return minute(start), minute(end)
+
+
+def _names_arg(text: str) -> list[str]:
+    """"sms,email" -> ["sms", "email"]; "" or "none" -> [] (clears)."""
+    return [] if text.strip().lower() == "none" else [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _dollars(text: str) -> int:
+    from ledger.errors import BadAmount
+    from ledger.money import parse_dollars
+    if text.strip() in ("0", "0.00", "$0"):
+        return 0
+    try:
+        return parse_dollars(text)
+    except BadAmount as exc:
+        raise BadInput(f"--threshold: {exc}") from None
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from holders.alerts import Alerts
+    from holders.sql import make_engine, migrate
+    if args.threshold is not None and args.account is None:
+        raise BadInput("--threshold needs --account")
+    if args.channels is not None and args.threshold is None:
+        raise BadInput("--channels goes with --account and --threshold")
+    if args.alerts_action == "set" and args.account is not None and args.threshold is None:
+        raise BadInput("--account needs --threshold")
+    actor = _actor(args)
+    migrate(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        reg, alerts = Registry(engine, secret="", sender=None, ledger=None), Alerts(engine)
+        h = reg.get(actor, args.holder)
+        if args.alerts_action == "set":
+            quiet = _quiet(args.quiet) if args.quiet is not None else None
+            if quiet is None and args.off is None and args.mute is None and args.threshold is None:
+                raise BadInput("nothing to set: --quiet, --off, --mute or --account with --threshold")
+            cents = _dollars(args.threshold) if args.threshold is not None else None
+            if quiet is not None or args.off is not None or args.mute is not None:
+                alerts.set_prefs(actor, h.holder_id, quiet_start=quiet[0] if quiet else None,
+                                 quiet_end=quiet[1] if quiet else None,
+                                 off_channels=None if args.off is None else _names_arg(args.off),
+                                 muted_kinds=None if args.mute is None else _names_arg(args.mute))
+            if cents is not None:
+                via = ["sms", "email"] if args.channels is None else _names_arg(args.channels)
+                alerts.set_low_balance(actor, h.holder_id, args.account, cents, via)
+        prefs = alerts.prefs(actor, h.holder_id)
+        accounts = ([args.account] if args.account
+                    else [link.account_id for link in reg.accounts(actor, h.holder_id)])
+        low = [(a, alerts.low_balance(actor, h.holder_id, a)) for a in accounts]
+    finally:
+        engine.dispose()
+    quiet_text = f"{_hhmm(prefs.quiet_start)}-{_hhmm(prefs.quiet_end)}"
+    data = {"holder": h.holder_id, "quiet": quiet_text,
+            "quiet_start": prefs.quiet_start, "quiet_end": prefs.quiet_end,
+            "off_channels": sorted(prefs.off_channels), "muted_kinds": sorted(prefs.muted_kinds),
+            "low_balance": [{"account": a, "threshold_cents": lb.threshold_cents if lb else None,
+                             "channels": list(lb.channels) if lb else []} for a, lb in low]}
+    text = "\n".join(f"{k:<12} {v}" for k, v in (
+        ("holder", h.holder_id), ("quiet hours", f"{quiet_text} ({h.time_zone}; sms and calls)"),
+        ("off", ", ".join(sorted(prefs.off_channels)) or "-"),
+        ("muted", ", ".join(sorted(prefs.muted_kinds)) or "-")))
+    if low:
+        text += "\n\n" + table(["account", "low balance", "channels"], [
+            [a, "-" if lb is None or not lb.threshold_cents else f"under {fmt_cents(lb.threshold_cents)}",
+             ", ".join(lb.channels) if lb else "-"] for a, lb in low])
+    _emit(args, data, text)
+    return 0
+
+
 Handler = Callable[[argparse.Namespace, Any], int]
 
 
@@ -294,7 +380,7 @@ def register(subparsers: Any, open_redis: OpenRedis | None = None, gateway: Any 
     `gateway(settings)` and `notices(engine)` serve refunds and the sweep (holders/refund_cli.py)."""
     global _open_redis
     _open_redis = open_redis or _configured_redis
-    top = subparsers.add_parser("holders", help="account holders: find, show, history, claim, verify")
+    top = subparsers.add_parser("holders", help="account holders: find, show, history, claim, verify, alerts")
     sub = top.add_subparsers(dest="holders_command", metavar="ACTION", required=True)
 
     def add(name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
@@ -337,6 +423,15 @@ def register(subparsers: Any, open_redis: OpenRedis | None = None, gateway: Any 
     p.add_argument("--amount", type=int, help="cents charged to the card per reload")
     p.add_argument("--method", help="the holder's stored payment method id (pm_...)")
     p.add_argument("--reason", default="", help="why it is switched off (off)")
+    p = add("alerts", cmd_alerts, "a holder's alert preferences and low-balance alerts: show, set")
+    p.add_argument("alerts_action", choices=["show", "set"])
+    p.add_argument("holder")
+    p.add_argument("--quiet", help="quiet hours in the holder's zone, HH:MM-HH:MM (e.g. 22:00-07:00)")
+    p.add_argument("--off", help="channels switched off, e.g. sms,email ('none' clears)")
+    p.add_argument("--mute", help="kinds of notice not wanted, e.g. deposit_receipt ('none' clears)")
+    p.add_argument("--account", help="the account id (ap_...) of a low-balance alert")
+    p.add_argument("--threshold", help="alert when the balance drops under this many dollars (0: none)")
+    p.add_argument("--channels", help="the low-balance alert's channels (default sms,email)")
     from holders import r2c_cli, refund_cli
     refund_cli.register(subparsers, add, gateway=gateway, notices=notices)
     r2c_cli.register(add)

@@ -240,6 +240,9 @@ class Registry:
         secret = codes.check_secret(self._secret)
         if self._sender is None:
             raise Unavailable("no code sender configured (holder_code_sender)")
+        if channel not in getattr(self._sender, "channels", CHANNELS):
+            raise BadInput(f"channel {channel}: the configured code sender delivers only by "
+                           f"{', '.join(getattr(self._sender, 'channels', CHANNELS))}")
         now = self._now()
         code, salt = codes.new_code(), codes.new_salt()
         code_id = "c_" + secrets.token_hex(10)

@@ -90,13 +90,9 @@ def _preview(args: argparse.Namespace, settings: Any) -> int:
 def channels(settings: Any) -> dict[str, Channel]:
     """The channels the settings configure; none configured means nothing is claimed."""
     found: dict[str, Channel] = {}
-    if settings.notify_sms_provider == "twilio":
-        from notify.sms import TwilioSMS
-        found["sms"] = TwilioSMS(settings.notify_sms_account, settings.notify_sms_token,
-                                 settings.notify_sms_from, base_url=settings.notify_sms_url)
-    elif settings.notify_sms_provider == "webhook":
-        from notify.sms import WebhookSMS
-        found["sms"] = WebhookSMS(settings.notify_sms_url, token=settings.notify_sms_token)
+    sms = sms_channel(settings)
+    if sms is not None:
+        found["sms"] = sms
     if settings.notify_smtp_host:
         from notify.mail import SMTPEmail
         found["email"] = SMTPEmail(settings.notify_smtp_host, settings.notify_smtp_port,
@@ -104,6 +100,19 @@ def channels(settings: Any) -> dict[str, Channel]:
                                    password=settings.notify_smtp_password,
                                    starttls=bool(settings.notify_smtp_starttls))
     return found
+
+
+def sms_channel(settings: Any) -> Channel | None:
+    """The SMS adapter the settings name (a new one each call: its HTTP client belongs to one event
+    loop); None when no provider is set. Also what sends holders' verification codes (holders/sender.py)."""
+    if settings.notify_sms_provider == "twilio":
+        from notify.sms import TwilioSMS
+        return TwilioSMS(settings.notify_sms_account, settings.notify_sms_token,
+                         settings.notify_sms_from, base_url=settings.notify_sms_url)
+    if settings.notify_sms_provider == "webhook":
+        from notify.sms import WebhookSMS
+        return WebhookSMS(settings.notify_sms_url, token=settings.notify_sms_token)
+    return None
 
 
 def config(settings: Any) -> NotifyConfig:

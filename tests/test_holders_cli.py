@@ -123,3 +123,43 @@ def test_claim_without_a_code_sender_is_unavailable(env: str, capsys: pytest.Cap
     monkeypatch.setenv("CALLCONTROL_HOLDER_CODE_SENDER", "")
     rc, _, err = run(capsys, "claim", hid, FAC, NUM)
     assert rc == 3 and "no code sender" in err
+
+
+def test_support_shows_and_sets_a_holders_alert_preferences(
+        env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    hid = js(capsys, "create", "--name", "Pat", "--email", "p@example.com", "--mobile", NUM)["holder_id"]
+    rc, _, err = run(capsys, "claim", hid, FAC, NUM)
+    code = next(json.loads(x)["dev_code"] for x in err.splitlines() if '"dev_code"' in x)
+    monkeypatch.setattr("sys.stdin", io.StringIO(code + "\n"))
+    account = js(capsys, "verify", hid, FAC, NUM)["account_id"]
+
+    shown = js(capsys, "alerts", "show", hid)
+    assert (shown["quiet"], shown["off_channels"], shown["muted_kinds"]) == ("21:00-08:00", [], [])
+    assert shown["low_balance"] == [{"account": account, "threshold_cents": None, "channels": []}]
+
+    got = js(capsys, "alerts", "set", hid, "--quiet", "22:00-07:30", "--off", "email",
+             "--mute", "deposit_receipt,refund_issued", "--account", account, "--threshold", "7.50",
+             "--channels", "sms,call")
+    assert (got["quiet"], got["quiet_start"], got["quiet_end"]) == ("22:00-07:30", 22 * 60, 7 * 60 + 30)
+    assert got["off_channels"] == ["email"] and got["muted_kinds"] == ["deposit_receipt", "refund_issued"]
+    assert got["low_balance"] == [{"account": account, "threshold_cents": 750, "channels": ["call", "sms"]}]
+    assert js(capsys, "alerts", "show", hid, "--account", account) == got
+
+    # only what is given changes; "none" clears
+    got = js(capsys, "alerts", "set", hid, "--off", "none")
+    assert got["off_channels"] == [] and got["quiet"] == "22:00-07:30" and got["muted_kinds"]
+    rc, out, _ = run(capsys, "alerts", "show", hid)
+    assert rc == 0 and "22:00-07:30" in out and "under $7.50" in out
+
+    # exit codes: 1 not found, 2 bad input (nothing written)
+    assert run(capsys, "alerts", "show", "h_nobody")[0] == 1
+    assert run(capsys, "alerts", "set", hid, "--account", "ap_nothere", "--threshold", "5")[0] == 1
+    for bad in (["--quiet", "25:00-07:00"], ["--quiet", "22:00"], ["--off", "fax"],
+                ["--mute", "verification_code"], ["--threshold", "5"], ["--account", account],
+                ["--account", account, "--threshold", "-1"], ["--account", account, "--threshold", "5",
+                                                             "--channels", "pigeon"], []):
+        rc, _, err = run(capsys, "alerts", "set", hid, *bad)
+        assert rc == 2, (bad, err)
+    assert js(capsys, "alerts", "show", hid)["quiet"] == "22:00-07:30"
+    got = js(capsys, "alerts", "set", hid, "--account", account, "--threshold", "0")
+    assert got["low_balance"][0]["threshold_cents"] == 0

@@ -73,7 +73,7 @@ def config_from(settings: Settings, redis_url: str) -> WebConfig:
     return WebConfig(
         redis_url=redis_url, sql_url=settings.sqlalchemy_url, facility_dir=Path(settings.facility_dir),
         web_secret=settings.web_secret, code_secret=settings.holder_code_secret,
-        code_sender=sender_for(settings.holder_code_sender), gateway=gateway_for(settings),
+        code_sender=sender_for(settings.holder_code_sender, settings), gateway=gateway_for(settings),
         gateway_name=settings.payment_gateway, partitions=settings.ledger_partitions,
         max_amount=settings.max_amount, deposit_max_cents=settings.deposit_max_cents,
         cookie_secure=not settings.web_base_url.startswith("http://"),

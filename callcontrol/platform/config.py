@@ -45,7 +45,7 @@ class Settings:
     authorizenet_url: str = "https://apitest.authorize.net/xml/v1/request.api"  # the sandbox endpoint
     authorizenet_timeout: int = 20           # seconds per request; no reply = outcome unknown (lookup)
     deposit_max_cents: int = 30_000          # per deposit; at least $50 must be accepted (47 CFR 64.6100)
-    holder_code_sender: str = ""             # one-time codes to numbers: "dev" logs them (development only)
+    holder_code_sender: str = ""             # codes: "sms" (notify_sms_*); "dev" logs them (development)
     holder_code_secret: str = field(default="", repr=False)  # HMAC key of stored codes; empty: no codes
     metrics_bind: str = ""                   # host:port of /metrics, /healthz, /readyz; empty: off
     drain_seconds: int = 600                 # SIGTERM: how long calls in progress may run on before exit
