@@ -75,6 +75,10 @@ CALL_COLUMNS = ("call_id", "facility_id", "inmate_id", "account_id", "dialled", 
 CALLS = Table("call_records", CALL_COLUMNS, ("call_id",), CALL_COLUMNS[1:], "jid", plain=False)
 BLOCKS = Table("number_blocks", ("facility_id", "number_e164", "blocked", "source", "jid", "updated_ts"),
                ("facility_id", "number_e164"), ("blocked", "source", "jid", "updated_ts"), "jid")
+INMATE_BLOCKS = Table("inmate_blocks", ("facility_id", "number_e164", "inmate_id", "blocked", "source", "jid",
+                                        "updated_ts"),
+                      ("facility_id", "number_e164", "inmate_id"), ("blocked", "source", "jid", "updated_ts"),
+                      "jid")
 # A hold's meta and creation time come from its "hold" entry, which a crashed worker may deliver after a
 # later entry of the same hold (whose row then has meta ''): this fills them in without touching the newer
 # state. Only the upsert path needs it: the COPY path writes holds whose "hold" entry is in the batch.
@@ -97,6 +101,7 @@ class Batch:
     holds: list[Row] = field(default_factory=list)
     calls: list[Row] = field(default_factory=list)
     blocks: list[Row] = field(default_factory=list)
+    inmate_blocks: list[Row] = field(default_factory=list)
 
     @classmethod
     def collect(cls, entries: Iterable[Raw], keep_journal: bool = True) -> Batch:
@@ -109,7 +114,7 @@ class Batch:
         latest_hold: dict[tuple[str, str], tuple[int, list[str]]] = {}
         hold_origin: dict[tuple[str, str], list[str]] = {}
         latest_call: dict[str, tuple[str, str, str]] = {}
-        latest_block: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+        latest_block: dict[tuple[str, ...], tuple[str, str, str, str]] = {}
         for p, sid, raw in entries:
             f = raw.split(sep)
             op, scope = f[OP], f[SCOPE]
@@ -140,9 +145,10 @@ class Batch:
                     latest_call[call_id] = (jid, f[j.TS], f[j.CALL_RECORD])
             elif op == "block":
                 jid = j.sortable_id(sid)
-                key = (f[j.BLOCK_FACILITY], f[j.BLOCK_NUMBER])
-                if key not in latest_block or jid > latest_block[key][0]:
-                    latest_block[key] = (jid, f[j.TS], f[j.BLOCK_FLAG], f[j.BLOCK_SOURCE])
+                # (facility, number) for the whole facility, (facility, number, inmate) for one inmate
+                bkey = tuple(f[j.BLOCK_FACILITY:j.BLOCK_FLAG]) + tuple(f[j.BLOCK_INMATE:j.BLOCK_INMATE + 1])
+                if bkey not in latest_block or jid > latest_block[bkey][0]:
+                    latest_block[bkey] = (jid, f[j.TS], f[j.BLOCK_FLAG], f[j.BLOCK_SOURCE])
 
         for scope, (_, f) in latest_account.items():
             (b.fresh_accounts if scope in opened else b.accounts).append(
@@ -157,8 +163,9 @@ class Batch:
         for jid, ts, body in latest_call.values():
             rec = json.loads(body)
             b.calls.append((*(rec[c] for c in CALL_COLUMNS[:-2]), jid, ts))
-        b.blocks = [(fac, num, "1" if flag == "1" else "0", source, jid, ts)
-                    for (fac, num), (jid, ts, flag, source) in latest_block.items()]
+        for bkey, (jid, ts, flag, source) in latest_block.items():
+            (b.blocks if len(bkey) == 2 else b.inmate_blocks).append(
+                (*bkey, "1" if flag == "1" else "0", source, jid, ts))
         return b
 
     def merge_fresh(self) -> None:
@@ -183,7 +190,8 @@ def apply_entries(conn: Connection, entries: Iterable[Raw], *, keep_journal: boo
 def _apply_sqlite(conn: Connection, b: Batch) -> None:
     b.merge_fresh()
     for table, rows in ((JOURNAL, b.journal), (TRANSFERS, b.transfers), (ACCOUNTS, b.accounts),
-                        (HOLDS, b.holds), (CALLS, b.calls), (BLOCKS, b.blocks)):
+                        (HOLDS, b.holds), (CALLS, b.calls), (BLOCKS, b.blocks),
+                        (INMATE_BLOCKS, b.inmate_blocks)):
         if rows:
             conn.exec_driver_sql(table.upsert("VALUES (" + ", ".join("?" * len(table.columns)) + ")"), rows)
     origins = [(h[7], h[9], h[0], h[1]) for h in b.holds if h[7]]
@@ -213,6 +221,7 @@ def _apply_postgresql(conn: Connection, b: Batch) -> None:
     _staged(cur, HOLDS, b.holds, then=origin)
     _staged(cur, CALLS, b.calls)
     _staged(cur, BLOCKS, b.blocks)
+    _staged(cur, INMATE_BLOCKS, b.inmate_blocks)
 
 
 def _staged(cur: Any, table: Table, rows: Sequence[Row], then: str = "") -> None:

@@ -211,10 +211,12 @@ def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_block(args: argparse.Namespace, settings: Settings) -> int:
     async def go(led: Ledger) -> bool:
-        await led.set_block(_op_id(args), args.facility, args.number, not args.unblock, source=args.source)
-        return await led.is_blocked(args.facility, args.number)
+        await led.set_block(_op_id(args), args.facility, args.number, not args.unblock, source=args.source,
+                            inmate_id=args.inmate)
+        return await led.is_blocked(args.facility, args.number, args.inmate)
     blocked = with_ledger(settings, go)
-    print(f"{args.number} at {args.facility}: {'blocked' if blocked else 'not blocked'}")
+    who = f" for inmate {args.inmate}" if args.inmate else ""
+    print(f"{args.number} at {args.facility}{who}: {'blocked' if blocked else 'not blocked'}")
     return 0
 
 
@@ -418,6 +420,7 @@ def register(subparsers: Any, open_redis: OpenRedis | None = None) -> None:
     p.add_argument("facility")
     p.add_argument("number")
     p.add_argument("--unblock", action="store_true")
+    p.add_argument("--inmate", default="", help="only this inmate's calls (default: the whole facility)")
     p.add_argument("--source", default="operator")
     hold = sub.add_parser("hold", help="holds")
     hold_sub = hold.add_subparsers(dest="hold_command", metavar="ACTION", required=True)

@@ -325,25 +325,50 @@ class Ledger:
         await self._run("call", self._slots[part], head, scope, op_id, (body,), (body, call_id))
 
     async def set_block(self, op_id: str, facility_id: str, number_e164: str, blocked: bool, *,
-                        source: str = "") -> None:
+                        source: str = "", inmate_id: str = "") -> None:
+        """Block (or unblock) calls from the facility to the number: all of them, or with `inmate_id` only
+        that inmate's. The two are independent: an inmate block stays when the facility is unblocked."""
         v.check_id(op_id, "operation id")
         v.check_id(facility_id, "facility id")
         v.check_e164(number_e164)
         if type(blocked) is not bool:
             raise BadInput("blocked must be a bool")
         v.check_text(source, "source")
+        if inmate_id != "":
+            v.check_id(inmate_id, "inmate id")
         part = self._partition(account_id_for(facility_id, number_e164))
         flag = "1" if blocked else "0"
-        scope = block_scope(facility_id, number_e164)
+        scope = block_scope(facility_id, number_e164, inmate_id)
         keys = self._keys[part]
-        head = self._head((keys.op(scope, op_id), keys.journal, keys.block(facility_id, number_e164)), scope)
-        await self._run("block", self._slots[part], head, scope, op_id, (flag, source),
-                        (facility_id, number_e164, flag, source))
+        flag_key = keys.block(facility_id, number_e164, inmate_id)
+        op_keys: tuple[str, ...] = (keys.op(scope, op_id), keys.journal, flag_key)
+        args: tuple[str, ...] = (facility_id, number_e164, flag, source)
+        if inmate_id:
+            op_keys += (keys.blocked_inmates(facility_id, number_e164),)
+            args += (inmate_id,)
+        await self._run("block", self._slots[part], self._head(op_keys, scope), scope, op_id, (flag, source),
+                        args)
 
-    async def is_blocked(self, facility_id: str, number_e164: str) -> bool:
+    async def is_blocked(self, facility_id: str, number_e164: str, inmate_id: str = "") -> bool:
+        """Whether the facility's calls to the number are blocked, or (inmate_id) that inmate's are: the
+        facility's block or the inmate's, read by one EXISTS."""
         v.check_id(facility_id, "facility id")
         v.check_e164(number_e164)
         part = self._partition(account_id_for(facility_id, number_e164))
-        found = await self._t.command(self._slots[part], "EXISTS",
-                                      self._keys[part].block(facility_id, number_e164))
+        keys = self._keys[part]
+        if inmate_id:
+            v.check_id(inmate_id, "inmate id")
+            found = await self._t.command(self._slots[part], "EXISTS", keys.block(facility_id, number_e164),
+                                          keys.block(facility_id, number_e164, inmate_id))
+        else:
+            found = await self._t.command(self._slots[part], "EXISTS", keys.block(facility_id, number_e164))
         return bool(found)
+
+    async def blocked_inmates(self, facility_id: str, number_e164: str) -> dict[str, str]:
+        """The inmates blocked from calling the number at the facility, each with its block's source."""
+        v.check_id(facility_id, "facility id")
+        v.check_e164(number_e164)
+        part = self._partition(account_id_for(facility_id, number_e164))
+        flat = await self._t.command(self._slots[part], "HGETALL",
+                                     self._keys[part].blocked_inmates(facility_id, number_e164))
+        return dict(zip(flat[::2], flat[1::2], strict=True))

@@ -5,7 +5,7 @@
                hold_id, hold amount, hold captured, hold status, hold expires, hold review,
                amount, text1, text2          (hold fields empty when no hold is involved)
     call     + call_id, record json
-    block    + facility, number, blocked(0/1), source
+    block    + facility, number, blocked(0/1), source[, inmate]   (no inmate: the whole facility)
 
 text1/text2 by operation: deposit source/reference; hold ""/meta json; refund, adjust, freeze, close,
 void, expire reason/"".
@@ -25,7 +25,7 @@ OP, SCOPE, OP_ID, TS = 0, 1, 2, 3
 (FACILITY, NUMBER, OWNER, STATE, POSTED, HELD, VER, DP, DH, HOLD_ID, HOLD_AMOUNT, HOLD_CAPTURED, HOLD_STATUS,
  HOLD_EXPIRES, HOLD_REVIEW, AMOUNT, TEXT1, TEXT2) = range(6, 24)
 CALL_ID, CALL_RECORD = 6, 7
-BLOCK_FACILITY, BLOCK_NUMBER, BLOCK_FLAG, BLOCK_SOURCE = 6, 7, 8, 9
+BLOCK_FACILITY, BLOCK_NUMBER, BLOCK_FLAG, BLOCK_SOURCE, BLOCK_INMATE = 6, 7, 8, 9, 10
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,9 @@ touches exactly one Redis Cluster slot.
     apc:{Lpp}:accts                  set    account ids of the partition (reconcile, rebuild)
     apc:{Lpp}:hexp                   zset   "<account>|<hold>" scored by lease expiry (reaper queue)
     apc:{Lpp}:op:<scope>|<op_id>     string fingerprint + first result, for call records and blocks
-    apc:{Lpp}:blk:<facility>|<number> string source of the block
+    apc:{Lpp}:blk:<facility>|<number> string source of the block (the whole facility)
+    apc:{Lpp}:blk:<facility>|<number>|<inmate>  string source of one inmate's block
+    apc:{Lpp}:blki:<facility>|<number> hash  inmate -> source, the number's blocked inmates (listing)
     apc:{Lpp}:journal                stream one entry per successful operation (field "e")
 """
 
@@ -53,16 +55,25 @@ class Keys:
     def op(self, scope: str, op_id: str) -> str:
         return f"{self.base}op:{scope}|{op_id}"
 
-    def block(self, facility_id: str, number_e164: str) -> str:
-        return f"{self.base}blk:{facility_id}|{number_e164}"
+    def block(self, facility_id: str, number_e164: str, inmate_id: str = "") -> str:
+        """The facility's block for the number, or (inmate_id) one inmate's: same hash tag, so one EXISTS
+        reads both."""
+        tail = f"|{inmate_id}" if inmate_id else ""
+        return f"{self.base}blk:{facility_id}|{number_e164}{tail}"
+
+    def blocked_inmates(self, facility_id: str, number_e164: str) -> str:
+        return f"{self.base}blki:{facility_id}|{number_e164}"
 
 
 def call_scope(call_id: str) -> str:
     return f"call:{call_id}"
 
 
-def block_scope(facility_id: str, number_e164: str) -> str:
-    return f"blk:{facility_id}:{number_e164}"
+def block_scope(facility_id: str, number_e164: str, inmate_id: str = "") -> str:
+    """A facility block's scope is unchanged since blocks began (its op records and fingerprints stay
+    valid); an inmate's adds "/<inmate>" ("/" is in no id, so no two scopes meet)."""
+    tail = f"/{inmate_id}" if inmate_id else ""
+    return f"blk:{facility_id}:{number_e164}{tail}"
 
 
 # --- Redis Cluster slot of a key (CRC16/XMODEM of the hash tag, mod 16384) ---------------------------

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, or_, select
 from ledger.journal import ACCOUNT_OPS, Entry, decode
 from ledger.keys import Keys, account_id_for, partition_of
 from ledger.redisclient import SyncRedis
-from ledger.sql import accounts, call_records, holds, journal, number_blocks
+from ledger.sql import accounts, call_records, holds, inmate_blocks, journal, number_blocks
 
 CHUNK = 1000
 
@@ -143,7 +143,7 @@ def _record_partition(e: Entry, partitions: int) -> int:
         return partition_of(e.scope, partitions)
     if e.op == "call":                  # fields: call id, record
         return partition_of(e.fields[0], partitions)
-    if e.op == "block":                 # fields: facility, number, flag, source
+    if e.op == "block":                 # fields: facility, number, flag, source[, inmate]
         return partition_of(account_id_for(e.fields[0], e.fields[1]), partitions)
     raise ValueError(f"journal entry {e.stream_id} of unknown operation {e.op!r}")
 
@@ -166,8 +166,10 @@ def rebuild(r: SyncRedis, engine: Engine, partitions: int, ttl: int, *, force: b
         acct_rows = conn.execute(select(accounts)).mappings().all()
         hold_rows = conn.execute(select(holds).where(or_(holds.c.status == "pending",
                                                          holds.c.updated_ts >= since_ms))).mappings().all()
-        block_rows = conn.execute(select(number_blocks)
-                                  .where(number_blocks.c.blocked.is_(True))).mappings().all()
+        block_rows = [*conn.execute(select(number_blocks)
+                                    .where(number_blocks.c.blocked.is_(True))).mappings().all(),
+                      *conn.execute(select(inmate_blocks)
+                                    .where(inmate_blocks.c.blocked.is_(True))).mappings().all()]
         op_rows = [decode(part, sid, raw) for part, sid, raw in conn.execute(
             select(journal.c.partition, journal.c.stream_id, journal.c.entry)
             .where(journal.c.ts >= since_ms))]
@@ -197,7 +199,10 @@ def rebuild(r: SyncRedis, engine: Engine, partitions: int, ttl: int, *, force: b
         pipe = r.pipeline(transaction=False)
         for row in chunk:
             keys = all_keys[partition_of(account_id_for(row["facility_id"], row["number_e164"]), partitions)]
-            pipe.set(keys.block(row["facility_id"], row["number_e164"]), row["source"])
+            inmate = row.get("inmate_id", "")
+            pipe.set(keys.block(row["facility_id"], row["number_e164"], inmate), row["source"])
+            if inmate:
+                pipe.hset(keys.blocked_inmates(row["facility_id"], row["number_e164"]), inmate, row["source"])
         pipe.execute()
         counts["blocks"] += len(chunk)
     for chunk in _chunks([e for e in op_rows if not e.op_id.startswith("!")]):

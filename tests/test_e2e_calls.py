@@ -102,6 +102,27 @@ def test_block_then_retry_is_refused_before_dialling(tmp_path: Path, redis_url: 
     run(go())
 
 
+def test_an_inmate_block_refuses_that_inmate_and_not_another(tmp_path: Path, redis_url: str) -> None:
+    async def go() -> None:
+        async with running(tmp_path, redis_url) as h:
+            account = await seed(h.ledger, MARIA, 500)
+            await h.ledger.set_block("web-block-1", "FAC-07", MARIA, True, source="holder-h1",
+                                     inmate_id="1042")
+            blocked = await h.call(handset("3125551234", pin=PIN), Recipient(MARIA, keys="1"))
+            assert blocked.dials == []                                # refused before dialling
+            assert "number_blocked_recipient" in prompt_ids(blocked.prompts)
+            rec = h.records[-1]
+            assert (rec["outcome"], rec["reason"]) == ("denied", "blocked_recipient")
+            assert rec["inmate_id"] == "1042"
+            assert await h.available(account) == 500
+            other = await h.call(handset("3125551234", pin="10431357"), Recipient(MARIA, keys="1", talk=30))
+            assert other.last_dial is not None and other.last_dial.bridge_start is not None
+            rec = h.records[-1]
+            assert (rec["outcome"], rec["inmate_id"]) == ("completed", "1043")
+            assert await h.posted(account) == 500 - rec["amount"]
+    run(go())
+
+
 def test_no_answer_and_busy(tmp_path: Path, redis_url: str) -> None:
     async def go() -> None:
         async with running(tmp_path, redis_url) as h:

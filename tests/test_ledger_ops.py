@@ -446,6 +446,29 @@ def test_blocks_are_honoured_at_once(led: SyncLedger) -> None:
     assert led.is_blocked(FAC, NUM) is False
 
 
+def test_an_inmate_block_stops_that_inmate_only(led: SyncLedger, redis_url: str) -> None:
+    led.set_block("i1", FAC, NUM, True, source="holder-h1", inmate_id="1001")
+    assert led.is_blocked(FAC, NUM, "1001") is True
+    assert led.is_blocked(FAC, NUM, "1002") is False                # another inmate at the facility
+    assert led.is_blocked(FAC, NUM) is False                        # the facility is not blocked
+    assert led.is_blocked("FAC-02", NUM, "1001") is False           # nor the inmate elsewhere
+    assert led.blocked_inmates(FAC, NUM) == {"1001": "holder-h1"}
+    before = dump(redis_url)
+    led.set_block("i1", FAC, NUM, True, source="holder-h1", inmate_id="1001")   # replay: nothing new
+    assert dump(redis_url) == before
+    with pytest.raises(IdConflict):                                 # the same id, another payload
+        led.set_block("i1", FAC, NUM, False, source="holder-h1", inmate_id="1001")
+    led.set_block("f1", FAC, NUM, True, source="recipient")         # the facility: every inmate
+    assert led.is_blocked(FAC, NUM, "1002") is True
+    led.set_block("f2", FAC, NUM, False)                            # the inmate's block stays
+    assert (led.is_blocked(FAC, NUM, "1001"), led.is_blocked(FAC, NUM, "1002")) == (True, False)
+    led.set_block("i2", FAC, NUM, False, inmate_id="1001")
+    assert led.is_blocked(FAC, NUM, "1001") is False
+    assert led.blocked_inmates(FAC, NUM) == {}
+    with pytest.raises(BadId):
+        led.set_block("i3", FAC, NUM, True, inmate_id="10/01")
+
+
 def test_record_call_is_idempotent(led: SyncLedger) -> None:
     led.record_call("r1", _call("call-9"))
     led.record_call("r1", _call("call-9"))

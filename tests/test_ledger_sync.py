@@ -130,6 +130,27 @@ def test_redelivered_entries_change_nothing(led: SyncLedger, redis_url: str, sql
     w.close()
 
 
+def test_inmate_blocks_sync_beside_facility_blocks(led: SyncLedger, redis_url: str, sql_url: str) -> None:
+    """An inmate's block is its own row (inmate_blocks); the newest entry per inmate wins, in any order,
+    and delivering the entries again changes nothing."""
+    num = "+13125550100"
+    migrate(sql_url)
+    led.set_block("f1", FAC, num, True, source="recipient")
+    led.set_block("i1", FAC, num, True, source="holder-h1", inmate_id="1001")
+    led.set_block("i2", FAC, num, True, source="holder-h1", inmate_id="1002")
+    led.set_block("i3", FAC, num, False, source="holder-h1", inmate_id="1002")
+    led.set_block("i1", FAC, num, True, source="holder-h1", inmate_id="1001")     # a replay adds nothing
+    entries = journal_entries(redis_url)
+    assert len(entries) == 4
+    apply_in_sql(sql_url, entries[::-1])                              # newest first: still converges
+    apply_in_sql(sql_url, entries)                                    # redelivered
+    assert rows(sql_url, "select facility_id, number_e164, blocked, source from number_blocks") == [
+        (FAC, num, True, "recipient")]
+    assert rows(sql_url, "select inmate_id, blocked, source from inmate_blocks order by inmate_id") == [
+        ("1001", True, "holder-h1"), ("1002", False, "holder-h1")]
+    assert rows(sql_url, "select count(*) from ledger_journal") == [(4,)]
+
+
 def journal_entries(redis_url: str) -> list[tuple[int, str, str]]:
     """Every journal entry as the worker reads it: (partition, stream id, entry)."""
     r = connect_sync(redis_url)
@@ -188,7 +209,7 @@ def test_partly_applied_and_out_of_order_batches_converge(led: SyncLedger, redis
 
 def test_migrations_down_and_up(sql_url: str) -> None:
     """0002 gives PostgreSQL bytewise identifier keys and room for in-place account updates, and undoes
-    them; SQLite has nothing of the sort and goes through both ways unchanged."""
+    them; SQLite has nothing of the sort and goes through both ways unchanged. 0003 adds inmate_blocks."""
     from alembic import command
     from alembic.config import Config
 
@@ -205,8 +226,8 @@ def test_migrations_down_and_up(sql_url: str) -> None:
 
     migrate(sql_url)
     head = storage()
-    assert head == ([("0002",), ("ledger_holds", "C"), ("ledger_journal", "C"), ("ledger_transfers", "C"),
-                     (["fillfactor=50"],)] if postgres else [("0002",)])
+    assert head == ([("0003",), ("ledger_holds", "C"), ("ledger_journal", "C"), ("ledger_transfers", "C"),
+                     (["fillfactor=50"],)] if postgres else [("0003",)])
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", sql_url)
@@ -385,6 +406,7 @@ def test_rebuild_restores_balances_open_holds_and_replays(led: SyncLedger, redis
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     accounts = busy_ledger(led, 4)
     led.set_block("b1", FAC, "+13125550100", True, source="recipient")
+    led.set_block("b2", FAC, "+13125550000", True, source="holder-h1", inmate_id="1001")
     first_settle = led.settle("s-open", accounts[0], "call-b", 100)
     settings = _settings(redis_url, sql_url)
     assert cli(settings, "sync") == 0
@@ -398,6 +420,8 @@ def test_rebuild_restores_balances_open_holds_and_replays(led: SyncLedger, redis
     assert redis_accounts(r, 16) == balances
     assert redis_holds(r, 16) == open_holds
     assert led.is_blocked(FAC, "+13125550100")
+    assert led.is_blocked(FAC, "+13125550000", "1001") and not led.is_blocked(FAC, "+13125550000", "1002")
+    assert led.blocked_inmates(FAC, "+13125550000") == {"1001": "holder-h1"}
     # Idempotency records synced before the loss come back: a retry returns the first result.
     assert led.settle("s-open", accounts[0], "call-b", 100) == first_settle
     with pytest.raises(HoldNotPending):

@@ -228,6 +228,35 @@ def test_another_holders_ids_are_404_everywhere(base: str, phone: Phone) -> None
         assert claimed.status_code == 409                                     # A's number: already claimed
 
 
+def test_block_one_inmate_then_unblock_and_only_the_holder_can(base: str, phone: Phone,
+                                                              redis_url: str) -> None:
+    from ledger.facade import SyncLedger
+
+    with httpx.Client(base_url=base) as c:
+        a = sign_up(c, "ina@example.com")
+        b = sign_up(c, "ben@example.com", mobile="+13125550198")
+        acct = own_account(c, a, phone)
+        url = f"/api/v1/accounts/{acct}"
+        r = c.put(f"{url}/block", json={"blocked": True, "inmate_id": "1042"}, headers=bearer(a))
+        assert r.status_code == 200 and r.json() == {"account_id": acct, "blocked": True, "inmate_id": "1042"}
+        assert c.get(f"{url}/blocks", headers=bearer(a)).json() == {"account_id": acct, "facility": False,
+                                                                    "inmates": ["1042"]}
+        assert c.get(url, headers=bearer(a)).json()["blocked"] is False       # the facility is not
+        with SyncLedger(redis_url) as led:                                     # what the inmate flow reads
+            assert led.is_blocked(FAC, NUM, "1042") and not led.is_blocked(FAC, NUM, "1043")
+        bad = c.put(f"{url}/block", json={"blocked": True, "inmate_id": "10/42"}, headers=bearer(a))
+        assert bad.status_code == 422
+        other = [c.put(f"{url}/block", json={"blocked": False, "inmate_id": "1042"}, headers=bearer(b)),
+                 c.get(f"{url}/blocks", headers=bearer(b))]
+        assert [x.status_code for x in other] == [404, 404]
+        assert c.get(f"{url}/blocks", headers=bearer(a)).json()["inmates"] == ["1042"]   # unchanged
+        r = c.put(f"{url}/block", json={"blocked": False, "inmate_id": "1042"}, headers=bearer(a))
+        assert r.status_code == 200
+        assert c.get(f"{url}/blocks", headers=bearer(a)).json()["inmates"] == []
+        with SyncLedger(redis_url) as led:
+            assert not led.is_blocked(FAC, NUM, "1042")
+
+
 def test_no_card_number_password_or_code_in_logs_sql_or_redis(lite: str, phone: Phone, redis_url: str,
                                                               tmp_path: object, log_text: io.StringIO
                                                               ) -> None:

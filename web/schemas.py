@@ -213,11 +213,20 @@ class Statement(BaseModel):
 
 class Block(Strict):
     blocked: bool
+    inmate_id: str | None = Field(None, min_length=1, max_length=32, pattern="^[A-Za-z0-9-]+$",
+                                  description="only this inmate of the facility (absent: every inmate there)")
 
 
 class BlockOut(BaseModel):
     account_id: str
     blocked: bool
+    inmate_id: str | None = None
+
+
+class Blocks(BaseModel):
+    account_id: str
+    facility: bool              # every inmate of the facility is blocked from calling the number
+    inmates: list[str]          # the inmates blocked one by one, sorted
 
 
 # --- payment methods and deposits ------------------------------------------------------------------

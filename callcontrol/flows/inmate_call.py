@@ -232,10 +232,10 @@ async def _dial_number(ctx: FlowContext, ch: Channel, att: Attempt, inmate: Inma
     if not ctx.policy.allowed(inmate, att.e164):
         raise Denied(decisions.NOT_ALLOWED)
     att.privileged = ctx.policy.is_privileged(att.facility_id, att.e164)
-    # The account id follows from facility and number, so the block and the balance are read at once
-    # (one Redis round trip); an unknown account is "no account".
+    # The account id follows from facility and number, so the block (the facility's or this inmate's, one
+    # EXISTS) and the balance are read at once (one Redis round trip); an unknown account is "no account".
     account = billing.account_for(att.facility_id, att.e164)
-    blocked, balance = await asyncio.gather(ctx.ledger.is_blocked(att.facility_id, att.e164),
+    blocked, balance = await asyncio.gather(ctx.ledger.is_blocked(att.facility_id, att.e164, att.inmate),
                                             ctx.ledger.balance(account), return_exceptions=True)
     for outcome in (blocked, balance):
         if isinstance(outcome, BaseException) and not isinstance(outcome, UnknownAccount):

@@ -7,12 +7,21 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, make_url
 
-from ledger.sql.schema import accounts, call_records, holds, journal, metadata, number_blocks, transfers
+from ledger.sql.schema import (
+    accounts,
+    call_records,
+    holds,
+    inmate_blocks,
+    journal,
+    metadata,
+    number_blocks,
+    transfers,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
-__all__ = ["accounts", "call_records", "holds", "journal", "make_engine", "metadata", "migrate",
-           "number_blocks", "transfers"]
+__all__ = ["accounts", "call_records", "holds", "inmate_blocks", "journal", "make_engine", "metadata",
+           "migrate", "number_blocks", "transfers"]
 
 
 def make_engine(url: str) -> Engine:

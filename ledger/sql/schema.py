@@ -106,6 +106,18 @@ number_blocks = Table(
     Column("updated_ts", BigInteger, nullable=False),
 )
 
+# One inmate's block of a number (ledger set_block with inmate_id); number_blocks is the whole facility's.
+inmate_blocks = Table(
+    "inmate_blocks", metadata,
+    Column("facility_id", String(128), primary_key=True),
+    Column("number_e164", String(16), primary_key=True),
+    Column("inmate_id", String(128), primary_key=True),
+    Column("blocked", Boolean, nullable=False),
+    Column("source", String(512), nullable=False),
+    Column("jid", String(32), nullable=False),
+    Column("updated_ts", BigInteger, nullable=False),
+)
+
 journal = Table(
     "ledger_journal", metadata,
     Column("partition", Integer, primary_key=True),

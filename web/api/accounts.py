@@ -1,5 +1,6 @@
 """Accounts: claim one for a facility and number (a code to the number), verify it, read its balance and
-paged statement, block or unblock the facility for it, and deposit by stored or new card.
+paged statement, block or unblock the facility or one of its inmates for it, and deposit by stored or new
+card.
 
 Every account route first finds the account among the acting holder's verified links: anyone else's
 account, or one that does not exist, is the same 404."""
@@ -30,6 +31,7 @@ from web.schemas import (
     BalanceOut,
     Block,
     BlockOut,
+    Blocks,
     Claim,
     DepositIn,
     Money,
@@ -126,12 +128,21 @@ async def statement(account_id: str, me: Me, svc: Svc,
 
 @router.put("/accounts/{account_id}/block", response_model=BlockOut,
             responses=responses(401, 403, 404, 422, 503),
-            summary="Block or unblock calls from the account's facility to its number")
+            summary="Block or unblock calls to the account's number from its facility or one inmate there")
 async def block(account_id: str, body: Block, me: Me, svc: Svc) -> BlockOut:
     link = await owned(svc, me, account_id)
     await svc.ledger.set_block(f"web-block-{secrets.token_hex(10)}", link.facility_id, link.number,
-                               body.blocked, source=f"holder-{me.holder_id}")
-    return BlockOut(account_id=link.account_id, blocked=body.blocked)
+                               body.blocked, source=f"holder-{me.holder_id}", inmate_id=body.inmate_id or "")
+    return BlockOut(account_id=link.account_id, blocked=body.blocked, inmate_id=body.inmate_id)
+
+
+@router.get("/accounts/{account_id}/blocks", response_model=Blocks, responses=responses(401, 404, 503),
+            summary="What is blocked for the account's number: the whole facility, and inmates one by one")
+async def blocks(account_id: str, me: Me, svc: Svc) -> Blocks:
+    link = await owned(svc, me, account_id)
+    facility, inmates = await asyncio.gather(svc.ledger.is_blocked(link.facility_id, link.number),
+                                             svc.ledger.blocked_inmates(link.facility_id, link.number))
+    return Blocks(account_id=link.account_id, facility=facility, inmates=sorted(inmates))
 
 
 # --- deposits ------------------------------------------------------------------------------------------
