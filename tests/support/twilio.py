@@ -71,9 +71,17 @@ class FakeTwilio:
             def do_POST(self) -> None:
                 if not self._authorised():
                     return
-                form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"]))
-                                                     .decode()).items()}
+                length = int(self.headers["Content-Length"])
+                raw = self.rfile.read(length)
+                if len(raw) < length:       # the client went away mid-request (killed): nothing was sent
+                    self.close_connection = True
+                    return
+                form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 to = form.get("To", "")
+                if not to:
+                    self._reply(400, {"code": 21604, "message": "A 'To' phone number is required.",
+                                      "status": 400})
+                    return
                 with server.lock:
                     server.requests.append(("POST", to))
                     first = to not in server._failed_once
